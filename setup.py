@@ -25,6 +25,7 @@ setup(
     package_data={"kemo.shipped": ["*.keras", "*.weights.h5", "*.json", "*.md"]},
     install_requires=[
         "keras>=3.4",
+        "h5py>=3",
         "tensorflow>=2.16",
         "mtcnn>=1.0,<2",
         # 4.5+ reads mp4 (H.264) and avi (XVID, MJPG) through its bundled FFmpeg.

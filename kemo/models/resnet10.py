@@ -1,0 +1,131 @@
+"""ResNet-10 frame model (Simon et al. 2016) with the paper's extra ``fc1`` layer.
+
+Reference:
+    M. Simon, E. Rodner, J. Denzler, "ImageNet pre-trained models with batch
+    normalization", arXiv:1612.01452, 2016 (ResNet-10: a stem and four stages of
+    one basic residual block each). Xu et al., EmotiW 2017, add a 512-d fully
+    connected layer ``fc1`` between global pooling and the classifier and use it
+    as the frame feature.
+
+Feature taps (layer names):
+    ``pool`` (global average pool, 8 x width), ``fc1`` (512, after ReLU): the
+    paper's frame feature, ``predictions`` (classes).
+"""
+
+import keras
+from keras import layers
+
+from kemo.models._common import build_input, load_builder_weights, validate_builder_args
+
+#: Widths of the four residual stages, as in ResNet-18/34.
+WIDTHS = (64, 128, 256, 512)
+
+
+def _block(x, filters, stride, name):
+    """One basic residual block: two 3x3 convolutions, projection shortcut when shapes change."""
+    shortcut = x
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                      name=f"{name}_conv1")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn1")(x)
+    x = layers.ReLU(name=f"{name}_relu1")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn2")(x)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
+                                 name=f"{name}_proj")(shortcut)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    x = layers.Add(name=f"{name}_add")([x, shortcut])
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
+def ResNet10(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=7,
+    classifier_activation="softmax",
+    name="resnet10",
+    stem=None,
+    dropout=0.5,
+):
+    """Build a ResNet-10 with the paper's 512-d ``fc1`` feature layer.
+
+    Reference:
+        Xu et al., "Video-based Emotion Recognition using Aggregated Features
+        and Spatio-temporal Information", EmotiW 2017, Sec. III-B.
+
+    Args:
+        include_top: Keep ``pool -> fc1 -> dropout -> predictions``. Without it
+            the model ends at the last residual stage (see ``pooling``).
+        weights: ``None`` (random init), the name of a registered weights entry
+            (see :mod:`kemo.weights`) or the path of a weights file. When
+            ``classes`` differs from the file's, ``predictions`` keeps its
+            initial weights (with a warning).
+        input_tensor: Optional Keras tensor to use as the image input.
+        input_shape: ``(H, W, C)``, both sides at least 32 (paper: 150x150x3;
+            FER2013: 48x48x1). Defaults to the registered weights' input shape,
+            else ``(150, 150, 3)``.
+        pooling: With ``include_top=False``: ``None`` (4-D feature map),
+            ``"avg"`` or ``"max"`` (global pooling to ``(batch, 512)``).
+        classes: Number of output classes (7 FER2013 emotions).
+        classifier_activation: Activation of ``predictions``; ``None`` for logits.
+        name: Model name.
+        stem: ``"imagenet"`` (7x7/2 convolution + 3x3/2 max pool, for inputs of
+            96 px and up) or ``"small"`` (3x3/2 convolution, no pool, for
+            48-64 px faces). ``None`` picks by input size.
+        dropout: Dropout rate between ``fc1`` and ``predictions``.
+
+    Returns:
+        A ``keras.Model``.
+
+    Raises:
+        ValueError: On an invalid argument; the message repeats the value.
+
+    Example:
+        >>> model = ResNet10(input_shape=(48, 48, 1))
+        >>> model.get_layer("fc1").output.shape
+        (None, 512)
+    """
+    input_shape = validate_builder_args(
+        "ResNet10", include_top=include_top, weights=weights, input_tensor=input_tensor,
+        input_shape=input_shape, pooling=pooling, classes=classes,
+        default_shape=(150, 150, 3), min_size=32,
+        classifier_activation=classifier_activation, name=name,
+    )
+    if stem not in (None, "imagenet", "small"):
+        raise ValueError(f"stem must be None, 'imagenet' or 'small'; received stem={stem!r}")
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1); received dropout={dropout!r}")
+    if stem is None:
+        stem = "imagenet" if min(input_shape[:2]) >= 96 else "small"
+
+    inputs, x = build_input(input_tensor, input_shape)
+    if stem == "imagenet":
+        x = layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False, name="conv1")(x)
+        x = layers.BatchNormalization(name="conv1_bn")(x)
+        x = layers.ReLU(name="conv1_relu")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    else:
+        x = layers.Conv2D(64, 3, strides=2, padding="same", use_bias=False, name="conv1")(x)
+        x = layers.BatchNormalization(name="conv1_bn")(x)
+        x = layers.ReLU(name="conv1_relu")(x)
+    for i, width in enumerate(WIDTHS):
+        x = _block(x, width, stride=1 if i == 0 else 2, name=f"stage{i + 1}")
+
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+        x = layers.Dense(512, activation="relu", name="fc1")(x)
+        x = layers.Dropout(dropout, name="fc1_dropout")(x)
+        # float32 output keeps softmax stable under a mixed-precision policy.
+        x = layers.Dense(classes, activation=classifier_activation, dtype="float32",
+                         name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="pool")(x)
+
+    model = keras.Model(inputs, x, name=name)
+    load_builder_weights(model, weights, architecture="ResNet10", head=("predictions",))
+    return model

@@ -1,0 +1,78 @@
+"""Training recipes: a QUICK run of the shipped model's command, checkpoints and resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kemo.training import RECIPES, as_model_input, augmentation, fit_classifier, train_fer2013
+
+
+@pytest.fixture(scope="module")
+def quick_run(shared_data, tmp_path_factory):
+    """The model card's command in QUICK form: 256 images a split, one epoch."""
+    folder = tmp_path_factory.mktemp("fer_run")
+    model, state = train_fer2013(shared_data / "fer2013", epochs=1, limit=256,
+                                 checkpoint_dir=folder, verbose=0)
+    return folder, model, state
+
+
+def test_quick_run_writes_checkpoints(quick_run):
+    folder, model, state = quick_run
+    assert (folder / "last.keras").is_file(), "last.keras not written"
+    assert (folder / "best.keras").is_file(), "best.keras not written"
+    saved = json.loads((folder / "state.json").read_text())
+    assert saved["epoch"] == 1 and len(saved["history"]) == 1, f"state after one epoch: {saved}"
+    assert 0.0 <= state["publictest"]["accuracy_flip"] <= 1.0, state["publictest"]
+    assert model.output_shape == (None, 7), model.output_shape
+
+
+def test_rerun_resumes_from_checkpoint(quick_run):
+    folder, _, _ = quick_run
+    # Resuming to epoch 2 continues from the saved optimiser step, not from scratch.
+    import keras
+
+    before = keras.saving.load_model(folder / "last.keras")
+    steps_before = int(before.optimizer.iterations)
+    x = np.random.default_rng(0).random((64, 48, 48, 1), dtype=np.float32)
+    y = np.arange(64) % 7
+    model, state = fit_classifier(lambda: pytest.fail("must resume, not build anew"),
+                                  x, y, x, y, epochs=2, checkpoint_dir=folder, verbose=0)
+    assert state["epoch"] == 2, f"resumed run ended at epoch {state['epoch']}"
+    assert len(state["history"]) == 2, f"history lost on resume: {state['history']}"
+    assert int(model.optimizer.iterations) > steps_before, "optimiser step did not carry over"
+
+
+def test_finished_run_is_not_retrained(quick_run):
+    folder, _, _ = quick_run
+    x = np.zeros((8, 48, 48, 1), np.float32)
+    state_before = json.loads((folder / "state.json").read_text())
+    _, state = fit_classifier(lambda: pytest.fail("must not rebuild"), x, np.zeros(8, int),
+                              x, np.zeros(8, int), epochs=state_before["epoch"],
+                              checkpoint_dir=folder, verbose=0)
+    assert state["epoch"] == state_before["epoch"], "a finished run trained again"
+
+
+def test_recipes_record_paper_settings():
+    paper = RECIPES["paper"]
+    assert (paper.learning_rate, paper.batch_size, paper.schedule) == (1e-4, 32, "constant"), paper
+
+
+def test_augmentation_flips_and_keeps_shape():
+    x = np.random.default_rng(1).random((4, 48, 48, 1)).astype("float32")
+    out = np.asarray(augmentation(RECIPES["kemo"], seed=3)(x, training=True))
+    assert out.shape == x.shape, f"augmentation changed the shape to {out.shape}"
+    assert not np.allclose(out, x), "augmentation left every image unchanged"
+
+
+def test_mismatched_lengths_raise():
+    from kemo.errors import InputError
+
+    x = np.zeros((4, 48, 48, 1), np.float32)
+    with pytest.raises(InputError, match="differ in length"):
+        fit_classifier(lambda: None, x, np.zeros(3, int), x, np.zeros(4, int), epochs=1)
+
+
+def test_as_model_input_adds_channel_axis():
+    out = as_model_input(np.zeros((2, 48, 48), np.uint8))
+    assert out.shape == (2, 48, 48, 1) and out.dtype == np.float32, (out.shape, out.dtype)
