@@ -1,0 +1,428 @@
+"""FacePreprocessor: videos in, stacks of aligned faces out (a scikit-learn transformer).
+
+The face stage of the pipeline: for each video (a file or an array of frames) it reads the frames
+(all, or N sampled uniformly), finds the face in each (MTCNN, optionally tracked between full
+detections), aligns it on the eyes and returns the stack of aligned faces with their frame indices.
+Frames without a face are skipped and counted. Results can be cached on disk, keyed by the video's
+content and the settings, so a rerun over the same videos skips the detector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from kemo.errors import InputError
+from kemo.faces.alignment import DEFAULT_SIZE, align_face
+from kemo.faces.detection import KEYPOINT_NAMES, FaceDetector, as_uint8_image, to_rgb_uint8
+from kemo.faces.tracking import CARRY_MODES, SELECT_MODES, FaceTracker
+
+# Bump when the cached arrays or their meaning change, so old cache files are not reused.
+CACHE_VERSION = 1
+
+
+class NoFaceWarning(UserWarning):
+    """A video had no face in any of its frames (its face stack is empty)."""
+
+
+class VideoFaces:
+    """The aligned faces of one video and where they came from.
+
+    ``np.asarray(video_faces)`` is the face stack, so a list of results can feed a model or
+    :class:`kemo.features.FrameFeatureExtractor` directly.
+
+    Attributes:
+        faces: ``uint8`` (n, out, out, 3) RGB, or (n, out, out) with ``grayscale=True``.
+        frame_indices: int64 (n,): the frame each face comes from (repeated with
+            ``select="all"`` when a frame holds several faces).
+        track_ids: int64 (n,): which tracked face each row is (always 0.. for one face).
+        boxes: float32 (n, 4): ``[x, y, w, h]`` in the original frame.
+        keypoints: float32 (n, 5, 2): the five landmarks in the original frame, in the order of
+            :data:`kemo.faces.KEYPOINT_NAMES`.
+        confidences: float32 (n,): MTCNN confidence (of the last full detection when carried).
+        detected: bool (n,): True where a full detection ran on the frame, False where the face
+            was carried by the tracker.
+        frames_read: int: frames examined.
+        missing_frames: int64: indices of the examined frames where no face was found.
+        source: the video's path, or None for an array.
+    """
+
+    _ARRAYS = (
+        "faces",
+        "frame_indices",
+        "track_ids",
+        "boxes",
+        "keypoints",
+        "confidences",
+        "detected",
+        "missing_frames",
+    )
+
+    def __init__(
+        self,
+        faces,
+        frame_indices,
+        track_ids,
+        boxes,
+        keypoints,
+        confidences,
+        detected,
+        frames_read,
+        missing_frames,
+        source=None,
+    ):
+        self.faces = faces
+        self.frame_indices = frame_indices
+        self.track_ids = track_ids
+        self.boxes = boxes
+        self.keypoints = keypoints
+        self.confidences = confidences
+        self.detected = detected
+        self.frames_read = int(frames_read)
+        self.missing_frames = missing_frames
+        self.source = source
+
+    @property
+    def n_missing(self):
+        """int: number of examined frames without a face."""
+        return len(self.missing_frames)
+
+    @property
+    def has_faces(self):
+        """bool: whether any face was found."""
+        return len(self.faces) > 0
+
+    def __len__(self):
+        return len(self.faces)
+
+    def __array__(self, dtype=None, copy=None):
+        """Return the face stack: ``np.asarray(result)`` is ``result.faces``."""
+        faces = self.faces if dtype is None else self.faces.astype(dtype, copy=False)
+        return faces.copy() if copy else faces
+
+    def __repr__(self):
+        name = Path(self.source).name if self.source else "array"
+        return (
+            f"VideoFaces({name}: {len(self)} faces {tuple(self.faces.shape[1:])}, "
+            f"{self.frames_read} frames read, {self.n_missing} without a face)"
+        )
+
+    def save(self, path):
+        """Write to an ``.npz`` file atomically (a temporary file, then ``os.replace``)."""
+        path = Path(path)
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        arrays["frames_read"] = np.int64(self.frames_read)
+        arrays["source"] = np.str_("" if self.source is None else str(self.source))
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.savez(file, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Read a file written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            kwargs = {name: data[name] for name in cls._ARRAYS}
+            source = str(data["source"])
+            return cls(
+                **kwargs, frames_read=int(data["frames_read"]), source=source or None
+            )
+
+
+class FacePreprocessor(TransformerMixin, BaseEstimator):
+    """Turn videos into stacks of aligned faces (detect, track, align, crop).
+
+    Stateless: :meth:`fit` only checks the settings and builds the detector, so it can stand
+    first in a scikit-learn :class:`~sklearn.pipeline.Pipeline`.
+
+    Args:
+        min_face_size, thresholds, scale_factor, max_side, min_confidence: the
+            :class:`~kemo.faces.FaceDetector` settings.
+        size: side of the aligned crop (the paper: 128).
+        out_size: side of the returned faces (the model's input: 224, 150, 48, 64); None keeps
+            ``size``.
+        grayscale: return single-channel faces.
+        detect_every: run the full detector every k-th frame and track the faces between
+            (1 = detect on every frame, the paper). Named so as not to be confused with
+            ``Video.frames(every=...)``, which skips frames: here every frame read gets a face.
+            With ``n_frames``, the tracker steps over the sampled frames.
+        carry: how faces are carried between detections (see :class:`~kemo.faces.FaceTracker`).
+        n_frames: sample this many frames uniformly per video (indices as
+            :meth:`kemo.video.Video.sample`); None reads every frame.
+        select: ``"largest"``, ``"most_confident"`` (one face per frame) or ``"all"`` (every
+            face, with track ids).
+        cache_dir: folder for cached results (created if needed); None disables caching.
+        batch_size: frames per MTCNN call when ``detect_every`` is 1.
+
+    Attributes:
+        detector_: the :class:`~kemo.faces.FaceDetector` built by :meth:`fit`.
+
+    Example:
+        >>> prep = FacePreprocessor(out_size=48, grayscale=True, detect_every=5)
+        >>> results = prep.fit_transform(["clip1.avi", "clip2.avi"])  # doctest: +SKIP
+        >>> results[0].faces.shape, results[0].frame_indices[:3]  # doctest: +SKIP
+        ((30, 48, 48), array([0, 1, 2]))
+    """
+
+    def __init__(
+        self,
+        min_face_size=40,
+        thresholds=(0.6, 0.7, 0.8),
+        scale_factor=0.709,
+        max_side=None,
+        min_confidence=0.8,
+        size=DEFAULT_SIZE,
+        out_size=None,
+        grayscale=False,
+        detect_every=1,
+        carry="flow",
+        n_frames=None,
+        select="largest",
+        cache_dir=None,
+        batch_size=8,
+    ):
+        self.min_face_size = min_face_size
+        self.thresholds = thresholds
+        self.scale_factor = scale_factor
+        self.max_side = max_side
+        self.min_confidence = min_confidence
+        self.size = size
+        self.out_size = out_size
+        self.grayscale = grayscale
+        self.detect_every = detect_every
+        self.carry = carry
+        self.n_frames = n_frames
+        self.select = select
+        self.cache_dir = cache_dir
+        self.batch_size = batch_size
+
+    def fit(self, X=None, y=None):
+        """Check the settings and build the detector; nothing is learned from ``X``.
+
+        Args:
+            X: ignored (videos, as for :meth:`transform`).
+            y: ignored.
+
+        Returns:
+            FacePreprocessor: self.
+
+        Raises:
+            InputError: for a bad setting, naming it and the value received.
+        """
+        for name, value, minimum in (
+            ("size", self.size, 8),
+            ("detect_every", self.detect_every, 1),
+        ):
+            _check_int(name, value, minimum)
+        if self.out_size is not None:
+            _check_int("out_size", self.out_size, 8)
+        if self.n_frames is not None:
+            _check_int("n_frames", self.n_frames, 1)
+        if not isinstance(self.grayscale, bool | np.bool_):
+            raise InputError(f"grayscale must be True or False, got {self.grayscale!r}")
+        if self.select not in SELECT_MODES:
+            raise InputError(f"select must be one of {SELECT_MODES}, got {self.select!r}")
+        if self.carry not in CARRY_MODES:
+            raise InputError(f"carry must be one of {CARRY_MODES}, got {self.carry!r}")
+        if self.cache_dir is not None and not isinstance(self.cache_dir, str | os.PathLike):
+            raise InputError(f"cache_dir must be None or a folder path, got {self.cache_dir!r}")
+        self.detector_ = FaceDetector(
+            min_face_size=self.min_face_size,
+            thresholds=self.thresholds,
+            scale_factor=self.scale_factor,
+            max_side=self.max_side,
+            min_confidence=self.min_confidence,
+            batch_size=self.batch_size,
+        )
+        return self
+
+    def transform(self, X):
+        """Find, align and stack the faces of each video.
+
+        Args:
+            X: list of videos, each a path (str or PathLike) or a frame array (T, H, W) or
+                (T, H, W, C) (``uint8``/``uint16``; grey, RGB or RGBA).
+
+        Returns:
+            list[VideoFaces]: one per video, in order. A video with no face at all gives an
+            empty stack (0, out, out[, 3]) and a :class:`NoFaceWarning`; the batch goes on.
+
+        Raises:
+            InputError: when ``X`` is not a list of videos (the element at fault is named).
+            kemo.errors.VideoReadError: when a video file cannot be read.
+        """
+        check_is_fitted(self)
+        videos = _check_videos(X)
+        cache = None
+        if self.cache_dir is not None:
+            cache = Path(self.cache_dir)
+            cache.mkdir(parents=True, exist_ok=True)
+        results = []
+        for i, video in enumerate(videos):
+            result = None
+            if cache is not None:
+                cache_file = cache / f"faces-{self._cache_key(video)}.npz"
+                if cache_file.is_file():
+                    try:
+                        result = VideoFaces.load(cache_file)
+                    except (OSError, ValueError, KeyError) as err:
+                        warnings.warn(
+                            f"ignoring unreadable cache file {cache_file} ({err}); recomputing",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )
+            if result is None:
+                result = self._process(video, f"X[{i}]")
+                if cache is not None:
+                    result.save(cache_file)
+            if not result.has_faces:
+                what = result.source or f"X[{i}]"
+                warnings.warn(
+                    f"no face found in any of the {result.frames_read} frames read from {what}; "
+                    "its face stack is empty (lower min_face_size or the thresholds?)",
+                    NoFaceWarning,
+                    stacklevel=2,
+                )
+            results.append(result)
+        return results
+
+    def _settings(self):
+        """Everything that changes the output, for the cache key."""
+        import mtcnn
+
+        return {
+            "version": CACHE_VERSION,
+            "mtcnn": getattr(mtcnn, "__version__", "?"),
+            "detector": self.detector_.get_config(),
+            "size": int(self.size),
+            "out_size": None if self.out_size is None else int(self.out_size),
+            "grayscale": bool(self.grayscale),
+            "detect_every": int(self.detect_every),
+            "carry": self.carry,
+            "n_frames": None if self.n_frames is None else int(self.n_frames),
+            "select": self.select,
+        }
+
+    def _cache_key(self, video):
+        digest = hashlib.sha256()
+        if isinstance(video, np.ndarray):
+            digest.update(f"array {video.shape} {video.dtype}".encode())
+            digest.update(np.ascontiguousarray(video).data)
+        else:
+            with open(video, "rb") as file:
+                for chunk in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(chunk)
+        digest.update(json.dumps(self._settings(), sort_keys=True).encode())
+        return digest.hexdigest()
+
+    def _frames(self, video, name):
+        """(indices, iterable of (index, frame)) for a path or an array."""
+        if isinstance(video, np.ndarray):
+            if self.n_frames is None:
+                indices = np.arange(len(video))
+            else:  # the same indices kemo.video.Video.sample picks
+                indices = np.linspace(0, len(video) - 1, self.n_frames).round().astype(np.int64)
+            return ((int(i), video[i]) for i in indices), None
+        from kemo.video import Video
+
+        def stream():
+            with Video(video) as clip:
+                if self.n_frames is None:
+                    yield from clip.frames()
+                else:
+                    indices, frames = clip.sample(self.n_frames)
+                    yield from zip(indices.tolist(), frames, strict=True)
+
+        return stream(), video
+
+    def _process(self, video, name):
+        tracker = FaceTracker(
+            self.detector_,
+            detect_every=int(self.detect_every),
+            select=self.select,
+            carry=self.carry,
+        )
+        out = int(self.size if self.out_size is None else self.out_size)
+        frames, source = self._frames(video, name)
+        faces, rows, missing = [], [], []
+        frames_read = 0
+        rgb_frames = ((i, to_rgb_uint8(f, f"{name} frame {i}")) for i, f in frames)
+        for index, frame, records in tracker.track(rgb_frames):
+            frames_read += 1
+            if not records:
+                missing.append(index)
+            for record in records:
+                faces.append(
+                    align_face(
+                        frame, record, size=int(self.size), out_size=out, grayscale=self.grayscale
+                    )
+                )
+                rows.append((index, record))
+        shape = (out, out) if self.grayscale else (out, out, 3)
+        return VideoFaces(
+            faces=np.stack(faces) if faces else np.zeros((0, *shape), np.uint8),
+            frame_indices=np.array([i for i, _ in rows], np.int64),
+            track_ids=np.array([r["track_id"] for _, r in rows], np.int64),
+            boxes=np.array([r["box"] for _, r in rows], np.float32).reshape(-1, 4),
+            keypoints=np.array(
+                [[r["keypoints"][k] for k in KEYPOINT_NAMES] for _, r in rows], np.float32
+            ).reshape(-1, 5, 2),
+            confidences=np.array([r["confidence"] for _, r in rows], np.float32),
+            detected=np.array([r["detected"] for _, r in rows], bool),
+            frames_read=frames_read,
+            missing_frames=np.array(missing, np.int64),
+            source=None if source is None else str(source),
+        )
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_videos(X):
+    """Return ``X`` as a list of paths and frame arrays, or raise naming the element at fault."""
+    if isinstance(X, str | os.PathLike):
+        raise InputError(
+            f"X must be a list of videos, got the single path {str(X)!r}; pass [path]"
+        )
+    if isinstance(X, np.ndarray):
+        if X.ndim == 5:  # (N, T, H, W, C): N videos of one shape
+            return list(X)
+        raise InputError(
+            f"X must be a list of videos; got one array of shape {X.shape}: wrap a single "
+            "video's (T, H, W[, C]) frames in a list"
+        )
+    if not isinstance(X, Sequence):
+        raise InputError(f"X must be a list of video paths or frame arrays, got {type(X).__name__}")
+    videos = []
+    for i, video in enumerate(X):
+        if isinstance(video, str | os.PathLike):
+            videos.append(os.fspath(video))
+        elif isinstance(video, np.ndarray):
+            if video.ndim not in (3, 4) or len(video) == 0:
+                raise InputError(
+                    f"X[{i}] must be a frame array (T, H, W) or (T, H, W, C) with T >= 1, got "
+                    f"shape {video.shape}"
+                )
+            as_uint8_image(video[0], f"X[{i}][0]")  # dtype and channels, checked up front
+            videos.append(video)
+        else:
+            raise InputError(
+                f"X[{i}] must be a video path or a frame array, got {type(video).__name__}"
+            )
+    return videos
