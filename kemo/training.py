@@ -314,14 +314,22 @@ def export_weights(model, path, *, dtype="float16"):
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"path must end in .weights.h5; received {str(path)!r}")
     tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
-    model.save_weights(tmp)
-    with h5py.File(tmp, "r+") as f:
-        arrays = []
-        f.visititems(lambda key, obj: arrays.append(key)
-                     if isinstance(obj, h5py.Dataset) and obj.dtype == np.float32 else None)
-        for key in arrays:
-            value = f[key][()].astype(dtype)
-            del f[key]
-            f.create_dataset(key, data=value)
+    full = path.with_name(path.name.replace(".weights.h5", ".full.weights.h5"))
+    model.save_weights(full)
+    # Copy into a fresh file: HDF5 never gives back the space of deleted datasets,
+    # so rewriting datasets in place would leave the file at float32 size.
+    with h5py.File(full, "r") as src, h5py.File(tmp, "w") as dst:
+        def copy(key, obj):
+            if isinstance(obj, h5py.Group):
+                dst.require_group(key).attrs.update(obj.attrs)
+            else:
+                value = obj[()]
+                if value.dtype == np.float32:
+                    value = value.astype(dtype)
+                dst.create_dataset(key, data=value).attrs.update(obj.attrs)
+
+        dst.attrs.update(src.attrs)
+        src.visititems(copy)
+    full.unlink()
     os.replace(tmp, path)
     return sha256(path)
