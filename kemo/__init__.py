@@ -52,6 +52,9 @@ _EXPORTS = {
     "Views": "kemo.fusion",
     "select_view": "kemo.fusion",
     "VideoEmotionRecognizer": "kemo.recognizer",
+    "VideoAnalysis": "kemo.recognizer",
+    "TrackResult": "kemo.recognizer",
+    "VideoFailure": "kemo.recognizer",
     # evaluation
     "evaluate": "kemo.evaluation",
     "EvaluationReport": "kemo.evaluation",
@@ -69,7 +72,7 @@ _EXPORTS = {
 
 _SUBMODULES = (
     "aggregation", "classifier", "classifiers", "datasets", "errors", "evaluation", "faces",
-    "features", "fusion", "models", "training", "video", "weights",
+    "features", "fusion", "models", "recognizer", "training", "video", "weights",
 )
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
