@@ -4,6 +4,8 @@ Two recipes are recorded side by side:
 
 * ``"paper"``: the paper's settings (SGD, momentum 0.9, learning rate 1e-4,
   batch 32, constant rate; flip + rotation augmentation).
+* ``"finetune"``: a warm restart for a trained model: a second cosine cycle
+  from 0.01, otherwise as ``"kemo"``.
 * ``"kemo"``: what trains a from-scratch network far faster on FER2013: SGD with
   Nesterov momentum, a 2-epoch linear warm-up to 0.05 then cosine decay to 0,
   batch 128, decoupled weight decay 5e-4, label smoothing 0.1, and flip,
@@ -24,7 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kemo.errors import InputError
+from kemo.errors import InputError, WeightsError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,11 @@ class Recipe:
 
 RECIPES = {
     "paper": Recipe(learning_rate=1e-4, batch_size=32),
+    # a second, shorter cosine cycle from a trained model (a warm restart)
+    "finetune": Recipe(
+        learning_rate=0.01, batch_size=128, nesterov=True, schedule="cosine",
+        weight_decay=5e-4, label_smoothing=0.1, shift=0.1, zoom=0.1,
+    ),
     "kemo": Recipe(
         learning_rate=0.05, batch_size=128, nesterov=True, schedule="cosine",
         warmup_epochs=2, weight_decay=5e-4, label_smoothing=0.1, shift=0.1, zoom=0.1,
@@ -59,15 +66,17 @@ def augmentation(recipe, seed=None):
     Horizontal flips, rotations of up to ``recipe.rotation`` degrees and, where
     the recipe asks, shifts and zooms (fractions of the image size).
     """
+    # float32 whatever the global policy: bfloat16 interpolation would blur the faces.
+    kw = {"seed": seed, "dtype": "float32"}
     steps = [
-        keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomRotation(recipe.rotation / 360.0, fill_mode="reflect", seed=seed),
+        keras.layers.RandomFlip("horizontal", **kw),
+        keras.layers.RandomRotation(recipe.rotation / 360.0, fill_mode="reflect", **kw),
     ]
     if recipe.shift:
         steps.append(keras.layers.RandomTranslation(
-            recipe.shift, recipe.shift, fill_mode="reflect", seed=seed))
+            recipe.shift, recipe.shift, fill_mode="reflect", **kw))
     if recipe.zoom:
-        steps.append(keras.layers.RandomZoom(recipe.zoom, fill_mode="reflect", seed=seed))
+        steps.append(keras.layers.RandomZoom(recipe.zoom, fill_mode="reflect", **kw))
     return keras.Sequential(steps, name="augmentation")
 
 
@@ -104,18 +113,17 @@ def _optimizer(recipe, steps_per_epoch, epochs):
     )
 
 
-def _dataset(x, y, batch_size, classes, augment=None, shuffle_seed=None):
-    """A tf.data pipeline of (images, one-hot labels) batches."""
-    import tensorflow as tf
+def _trainer(model, recipe, seed):
+    """``model`` behind the recipe's augmentation, as one model to compile and fit.
 
-    ds = tf.data.Dataset.from_tensor_slices((x, keras.utils.to_categorical(y, classes)))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if augment is not None:
-        ds = ds.map(lambda a, b: (augment(a, training=True), b),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    The random layers act only when training, so validation and prediction see
+    clean images; and augmenting inside the model runs it on the accelerator of
+    whichever Keras backend is active (TensorFlow, JAX or PyTorch).
+    """
+    return keras.Sequential(
+        [keras.Input(model.input_shape[1:]), augmentation(recipe, seed=seed), model],
+        name="trainer",
+    )
 
 
 def _save_atomic(model, path):
@@ -141,14 +149,16 @@ class _Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        self.state["history"].append({"epoch": epoch + 1, **logs})
+        seconds = time.time() - self.started
+        self.state["history"].append({"epoch": epoch + 1, **logs, "seconds": round(seconds, 1)})
         self.state["epoch"] = epoch + 1
-        self.state["wall_seconds"] += time.time() - self.started
+        self.state["wall_seconds"] += seconds
         self.started = time.time()
         score = logs.get("val_accuracy", -1.0)
         if score > self.state["best"]["val_accuracy"]:
             self.state["best"] = {"epoch": epoch + 1, "val_accuracy": score}
-            _save_atomic(self.model, self.directory / "best.keras")
+            # best.keras is the bare classifier, ready for inference and export
+            _save_atomic(self.model.layers[-1], self.directory / "best.keras")
         _save_atomic(self.model, self.directory / "last.keras")
         _write_json_atomic(self.state, self.directory / "state.json")
 
@@ -190,7 +200,9 @@ def fit_classifier(
 
     Returns:
         ``(model, state)``: the model after the last epoch and the run state
-        (history per epoch, best epoch, wall time).
+        (history per epoch, best epoch, wall time). ``last.keras`` holds the
+        model behind its augmentation layers with the optimiser state (for
+        resuming); ``best.keras`` the bare model of the best epoch.
     """
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     if len(x_train) != len(y_train) or len(x_val) != len(y_val):
@@ -205,32 +217,34 @@ def fit_classifier(
         state = {"epoch": 0, "history": [], "best": {"epoch": 0, "val_accuracy": -1.0},
                  "wall_seconds": 0.0, "recipe": dataclasses.asdict(recipe), "seed": seed,
                  "precision": precision, "epochs": epochs}
-        model = None
+        trainer = None
         if checkpoint_dir is not None:
             checkpoint_dir = Path(checkpoint_dir)
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             last = checkpoint_dir / "last.keras"
             if (checkpoint_dir / "state.json").exists() and last.exists():
                 state = json.loads((checkpoint_dir / "state.json").read_text())
-                model = keras.saving.load_model(last)
-        if model is None:
-            model = build()
-            classes = model.output_shape[-1]
+                trainer = keras.saving.load_model(last)
+        if trainer is None:
+            trainer = _trainer(build(), recipe, seed)
             steps = int(np.ceil(len(x_train) / recipe.batch_size))
-            model.compile(
+            trainer.compile(
                 optimizer=_optimizer(recipe, steps, epochs),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             )
-        classes = model.output_shape[-1]
+        model = trainer.layers[-1]
         if state["epoch"] >= epochs:
             return model, state
-        train = _dataset(x_train, y_train, recipe.batch_size, classes,
-                         augment=augmentation(recipe, seed=seed), shuffle_seed=seed)
-        val = _dataset(x_val, y_val, 256, classes)
+        classes = model.output_shape[-1]
         callbacks = [_Checkpoint(checkpoint_dir, state)] if checkpoint_dir is not None else []
-        model.fit(train, validation_data=val, epochs=epochs, initial_epoch=state["epoch"],
-                  callbacks=callbacks, verbose=verbose)
+        trainer.fit(
+            x_train, keras.utils.to_categorical(y_train, classes),
+            batch_size=recipe.batch_size, shuffle=True,
+            validation_data=(x_val, keras.utils.to_categorical(y_val, classes)),
+            validation_batch_size=256, epochs=epochs, initial_epoch=state["epoch"],
+            callbacks=callbacks, verbose=verbose,
+        )
         return model, state
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -257,6 +271,7 @@ def train_fer2013(
     seed=0,
     precision="float32",
     limit=None,
+    init=None,
     verbose=1,
 ):
     """Train kemo's ResNet-10 (48x48 grayscale) on FER2013 Training, scored on PublicTest.
@@ -272,6 +287,8 @@ def train_fer2013(
         seed: Random seed.
         precision: ``"float32"`` or ``"mixed_bfloat16"``.
         limit: Use only the first ``limit`` images of each split (quick runs).
+        init: A ``.keras`` model (e.g. another run's ``best.keras``) to start
+            from instead of a fresh ResNet-10; use with ``recipe="finetune"``.
         verbose: Keras verbosity.
 
     Returns:
@@ -281,15 +298,27 @@ def train_fer2013(
     from kemo.datasets import load_fer2013
     from kemo.models.resnet10 import ResNet10
 
+    if init is not None and not Path(init).is_file():
+        raise WeightsError(f"{init}: no such model file to start from (give a .keras file, "
+                           "e.g. the best.keras of an earlier run)")
+
     train = load_fer2013(data, subset="Training")
     val = load_fer2013(data, subset="PublicTest")
     x_train, y_train = as_model_input(train.images[:limit]) / 255.0, train.labels[:limit]
     x_val, y_val = as_model_input(val.images[:limit]) / 255.0, val.labels[:limit]
+    if init is None:
+        def build():
+            return ResNet10(input_shape=x_train.shape[1:])
+    else:
+        def build():
+            return keras.saving.load_model(init, compile=False)
     model, state = fit_classifier(
-        lambda: ResNet10(input_shape=x_train.shape[1:]), x_train, y_train, x_val, y_val,
+        build, x_train, y_train, x_val, y_val,
         recipe=recipe, epochs=epochs, checkpoint_dir=checkpoint_dir, seed=seed,
         precision=precision, verbose=verbose,
     )
+    if init is not None:
+        state["init"] = str(init)
     state["publictest"] = {
         "accuracy": evaluate_images(model, x_val, y_val, flip=False)[0],
         "accuracy_flip": evaluate_images(model, x_val, y_val, flip=True)[0],

@@ -40,7 +40,9 @@ def test_rerun_resumes_from_checkpoint(quick_run):
                                   x, y, x, y, epochs=2, checkpoint_dir=folder, verbose=0)
     assert state["epoch"] == 2, f"resumed run ended at epoch {state['epoch']}"
     assert len(state["history"]) == 2, f"history lost on resume: {state['history']}"
-    assert int(model.optimizer.iterations) > steps_before, "optimiser step did not carry over"
+    after = keras.saving.load_model(folder / "last.keras")
+    assert int(after.optimizer.iterations) > steps_before, "optimiser step did not carry over"
+    assert model.output_shape == (None, 7), f"resume returned {model.name}, not the classifier"
 
 
 def test_finished_run_is_not_retrained(quick_run):
@@ -76,3 +78,29 @@ def test_mismatched_lengths_raise():
 def test_as_model_input_adds_channel_axis():
     out = as_model_input(np.zeros((2, 48, 48), np.uint8))
     assert out.shape == (2, 48, 48, 1) and out.dtype == np.float32, (out.shape, out.dtype)
+
+
+def test_finetune_starts_from_init(quick_run, shared_data, tmp_path):
+    folder, _, _ = quick_run
+    import keras
+
+    from kemo.models import ResNet10
+
+    start = keras.saving.load_model(folder / "best.keras", compile=False)
+    model, state = train_fer2013(shared_data / "fer2013", recipe="finetune", epochs=1, limit=128,
+                                 checkpoint_dir=tmp_path / "ft", init=folder / "best.keras",
+                                 verbose=0)
+    assert state["init"] == str(folder / "best.keras"), state.get("init")
+    kernel = [w for w in model.weights if "kernel" in w.path][0].path
+    def pick(m):
+        return np.asarray([w for w in m.weights if w.path == kernel][0])
+    moved = np.abs(pick(model) - pick(start)).mean()
+    fresh = np.abs(pick(ResNet10(input_shape=(48, 48, 1))) - pick(start)).mean()
+    assert moved < 0.2 * fresh, f"fine-tuning did not start from init ({moved} vs {fresh})"
+
+
+def test_missing_init_model_is_named(tmp_path):
+    from kemo.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="nowhere.keras"):
+        train_fer2013(tmp_path, init=tmp_path / "nowhere.keras", epochs=1)
