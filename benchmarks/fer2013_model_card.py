@@ -134,7 +134,7 @@ Retrain from scratch (each stage resumes from its folder if interrupted):
 
 then write this card and the weights entry:
 
-    python benchmarks/fer2013_model_card.py RUN_DIR --data DATA
+    python benchmarks/fer2013_model_card.py runs/{Path(folders[-1]).name} --data DATA
 
 A QUICK variant of these commands (256 images, one epoch) runs in CI: `tests/test_training.py`.
 {notes}

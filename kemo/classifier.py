@@ -9,6 +9,9 @@ from kemo.datasets import CLASS_NAMES
 from kemo.errors import InputError, WeightsError
 
 DEFAULT_WEIGHTS = "fer2013_resnet10"
+# Faces turned into model input at a time: the float32 copies of a whole long video's faces
+# would grow memory with its length (about 31 KB per 48x48 face).
+_CHUNK = 2048
 
 
 class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -64,10 +67,8 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             self.fit()
         return self.model_
 
-    def _inputs(self, faces):
-        """Validate uint8 faces of any size and turn them into the model's input."""
-        from kemo.features import fit_faces
-
+    def _checked(self, faces):
+        """Validate uint8 faces of any size; return them as an array."""
         faces = np.asarray(faces)
         if faces.ndim not in (3, 4) or (faces.ndim == 4 and faces.shape[-1] not in (1, 3, 4)):
             raise InputError(
@@ -84,14 +85,22 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                     f"faces of dtype {faces.dtype} must hold pixel values in 0..255; "
                     f"got range [{faces.min()}, {faces.max()}]"
                 )
-        model = self._model()
-        return self.info_.preprocess(fit_faces(faces, model.input_shape[1:]))
+        return faces
 
-    def _forward(self, x, model):
-        out = model.predict(x, batch_size=self.batch_size, verbose=0)
-        if self.flip:
-            out = (out + model.predict(x[:, :, ::-1], batch_size=self.batch_size, verbose=0)) / 2
-        return out
+    def _run(self, faces, model):
+        """``model`` on checked faces (and their mirror images), a chunk of faces at a time."""
+        from kemo.features import fit_faces
+
+        outs = []
+        for start in range(0, len(faces), _CHUNK):
+            x = self.info_.preprocess(fit_faces(faces[start:start + _CHUNK],
+                                                self._model().input_shape[1:]))
+            out = model.predict(x, batch_size=self.batch_size, verbose=0)
+            if self.flip:
+                out = (out + model.predict(x[:, :, ::-1], batch_size=self.batch_size,
+                                           verbose=0)) / 2
+            outs.append(out.astype("float32"))
+        return np.concatenate(outs)
 
     def predict_proba(self, faces):
         """Emotion probabilities of face crops.
@@ -106,28 +115,28 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         Raises:
             kemo.errors.InputError: On a wrong shape, dtype or non-finite values.
         """
-        x = self._inputs(faces)
-        if len(x) == 0:
+        faces = self._checked(faces)
+        model = self._model()
+        if len(faces) == 0:
             return np.zeros((0, len(self.classes_)), "float32")
-        return self._forward(x, self._model()).astype("float32")
+        return self._run(faces, model)
 
     def predict(self, faces):
         """Most probable class id of each face (see ``class_names_``)."""
-        return self.classes_[np.argmax(self.predict_proba(faces), axis=1)]
+        proba = self.predict_proba(faces)  # loads the model, and with it classes_
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def transform(self, faces):
         """Penultimate-layer (``fc1``, 512-d) features of each face, for aggregation."""
         import keras
 
         model = self._model()
-        x = self._inputs(faces)
+        faces = self._checked(faces)
         if not hasattr(self, "embedder_"):
             self.embedder_ = keras.Model(model.inputs, model.get_layer("fc1").output)
-        out = self.embedder_.predict(x, batch_size=self.batch_size, verbose=0)
-        if self.flip:
-            out = (out + self.embedder_.predict(x[:, :, ::-1], batch_size=self.batch_size,
-                                                verbose=0)) / 2
-        return out.astype("float32")
+        if len(faces) == 0:
+            return np.zeros((0, self.embedder_.output_shape[-1]), "float32")
+        return self._run(faces, self.embedder_)
 
 
 def _load(weights):

@@ -319,6 +319,8 @@ def train_fer2013(
     )
     if init is not None:
         state["init"] = str(init)
+        if checkpoint_dir is not None:  # the model card follows this to the first stage
+            _write_json_atomic(state, Path(checkpoint_dir) / "state.json")
     state["publictest"] = {
         "accuracy": evaluate_images(model, x_val, y_val, flip=False)[0],
         "accuracy_flip": evaluate_images(model, x_val, y_val, flip=True)[0],

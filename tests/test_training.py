@@ -91,6 +91,8 @@ def test_finetune_starts_from_init(quick_run, shared_data, tmp_path):
                                  checkpoint_dir=tmp_path / "ft", init=folder / "best.keras",
                                  verbose=0)
     assert state["init"] == str(folder / "best.keras"), state.get("init")
+    saved = json.loads((tmp_path / "ft" / "state.json").read_text())
+    assert saved["init"] == state["init"], "state.json does not name the model it started from"
     kernel = [w for w in model.weights if "kernel" in w.path][0].path
     def pick(m):
         return np.asarray([w for w in m.weights if w.path == kernel][0])
