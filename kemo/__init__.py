@@ -55,6 +55,11 @@ _EXPORTS = {
     "VideoAnalysis": "kemo.recognizer",
     "TrackResult": "kemo.recognizer",
     "VideoFailure": "kemo.recognizer",
+    "ClipFeatureExtractor": "kemo.temporal",
+    "SequenceClassifier": "kemo.temporal",
+    "to_sequences": "kemo.temporal",
+    "splits_for": "kemo.protocols",
+    "held_out_proba": "kemo.protocols",
     # evaluation
     "evaluate": "kemo.evaluation",
     "EvaluationReport": "kemo.evaluation",
@@ -72,7 +77,8 @@ _EXPORTS = {
 
 _SUBMODULES = (
     "aggregation", "classifier", "classifiers", "datasets", "errors", "evaluation", "faces",
-    "features", "fusion", "models", "recognizer", "training", "video", "weights",
+    "features", "fusion", "models", "plotting", "protocols", "recognizer", "temporal",
+    "training", "video", "weights",
 )
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)
