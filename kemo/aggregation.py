@@ -214,6 +214,7 @@ class Aggregator(TransformerMixin, BaseEstimator):
                 raise InputError("X is empty: pass at least one video")
             first = X[0]
             if isinstance(first, (list, tuple)) and len(first) and np.ndim(first[0]) == 0:
+                _check_rows(X)
                 return [self._rows(X, reset)]  # a 2-D array-like (list of lists of numbers)
             if isinstance(first, (list, tuple)) or np.ndim(first) == 3:
                 nets = [_videos(net, f"X[{k}]") for k, net in enumerate(X)]
@@ -235,6 +236,15 @@ class Aggregator(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
                           ensure_all_finite=False)
         return X[:, None, :], X.shape[1]
+
+
+def _check_rows(X):
+    """Reject a ragged list of rows, naming the first row whose length differs."""
+    width = np.size(X[0])
+    for i, row in enumerate(X):
+        if np.ndim(row) != 1 or np.size(row) != width:
+            raise InputError(f"X is ragged: row {i} has {np.size(row)} values but row 0 has "
+                             f"{width}; each row (a one-frame video) needs the same features")
 
 
 def _is_float32(videos):

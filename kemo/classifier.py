@@ -11,7 +11,7 @@ from kemo.errors import InputError, WeightsError
 DEFAULT_WEIGHTS = "fer2013_resnet10"
 # Faces turned into model input at a time: the float32 copies of a whole long video's faces
 # would grow memory with its length (about 31 KB per 48x48 face).
-_CHUNK = 2048
+_CHUNK = 1024
 
 
 class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from kemo.errors import InputError
+from kemo.errors import InputError, WeightsError
 
 __all__ = ["FrameFeatureExtractor", "fit_faces"]
 
@@ -72,6 +72,19 @@ def fit_faces(faces, input_shape):
     elif size != x.shape[1:3]:
         x = np.empty((0, *size, x.shape[-1]), dtype=np.float32)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _load_keras_file(path):
+    """Load a whole ``.keras`` model in Keras safe mode, or raise a WeightsError naming it."""
+    import keras
+
+    if not os.path.isfile(path):
+        raise WeightsError(f"model file {os.fspath(path)!r} does not exist")
+    try:
+        # safe_mode (the default, stated here on purpose) refuses to run code from the file.
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - any Keras failure means a bad or unsafe file
+        raise WeightsError(f"{os.fspath(path)!r}: not a loadable .keras model ({exc})") from exc
 
 
 class FrameFeatureExtractor(TransformerMixin, BaseEstimator):
@@ -140,7 +153,9 @@ class FrameFeatureExtractor(TransformerMixin, BaseEstimator):
 
         Raises:
             ValueError: a bad argument (unknown layer, model without a defined input...).
-            kemo.errors.WeightsError: ``preprocess`` names weights that are not registered.
+            kemo.errors.WeightsError: ``preprocess`` names weights that are not registered, or
+                ``model`` is a file that is not a loadable ``.keras`` model (loading uses Keras
+                safe mode, which refuses to deserialise Python code such as ``Lambda`` layers).
         """
         import keras
 
@@ -149,7 +164,7 @@ class FrameFeatureExtractor(TransformerMixin, BaseEstimator):
             raise ValueError(f"batch_size must be a positive int; got {self.batch_size!r}")
         model = self.model
         if isinstance(model, (str, os.PathLike)):
-            model = keras.saving.load_model(model)
+            model = _load_keras_file(model)
         elif not isinstance(model, keras.Model) and callable(model):
             model = model()
         if not isinstance(model, keras.Model):
