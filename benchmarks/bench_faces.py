@@ -27,41 +27,13 @@ import os
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
+from scenes import composed_scene
 
 from kemo.faces import FaceDetector, FaceTracker, eye_shift
 from kemo.video import read_frames
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def composed_scene(clip, size, n, face_width=200, seed=0):
-    """``n`` frames of ``size`` with the face of ``clip`` moving over a textured background."""
-    first = FaceDetector().detect(clip[0])[0]
-    x, y, w, h = first["box"]
-    m = int(0.25 * w)
-    crops = [f[max(0, y - m) : y + h + m, max(0, x - m) : x + w + m] for f in clip]
-    scale = face_width / crops[0].shape[1]
-    crops = [cv2.resize(c, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for c in crops]
-    ch, cw = crops[0].shape[:2]
-    width, height = size
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(60, 200, (height // 16, width // 16, 3), dtype=np.uint8)
-    background = cv2.resize(coarse, size, interpolation=cv2.INTER_CUBIC)
-    background = np.clip(
-        background + rng.normal(0, 6, background.shape), 0, 255
-    ).astype(np.uint8)
-    frames = []
-    for t in range(n):
-        # An ellipse, about 4 px per frame; the expression plays forward and back.
-        px = int((width - cw) / 2 + (width - cw) / 3 * np.sin(2 * np.pi * t / 90))
-        py = int((height - ch) / 2 + (height - ch) / 4 * np.cos(2 * np.pi * t / 70))
-        crop = crops[int(abs((t % (2 * len(crops) - 2)) - len(crops) + 1))]
-        frame = background.copy()
-        frame[py : py + ch, px : px + cw] = crop
-        frames.append(frame)
-    return [frames]
 
 
 def run(detector, videos, every, carry):
