@@ -87,7 +87,44 @@ def _load_keras_file(path):
         raise WeightsError(f"{os.fspath(path)!r}: not a loadable .keras model ({exc})") from exc
 
 
-class FrameFeatureExtractor(TransformerMixin, BaseEstimator):
+def resolve_preprocess(preprocess):
+    """The pixel preprocessing a feature extractor applies before its model.
+
+    Args:
+        preprocess: ``None`` (pixels as they are), a callable on float32 batches, or a
+            registered weights name whose preprocessing is used (see :mod:`kemo.weights`).
+
+    Raises:
+        ValueError: ``preprocess`` is none of these.
+        kemo.errors.WeightsError: the weights name is not registered.
+    """
+    if preprocess is None or callable(preprocess):
+        return preprocess
+    if isinstance(preprocess, str):
+        from kemo import weights
+
+        return weights.get(preprocess).preprocess
+    raise ValueError(f"preprocess must be None, a callable or a registered weights name; "
+                     f"got {preprocess!r}")
+
+
+class ModelTransformerMixin:
+    """Shared by the transformers that run a Keras model over lists of face stacks."""
+
+    def __sklearn_clone__(self):
+        # Share the Keras model, do not deep-copy it: transform never changes its weights, and
+        # copying a 145 M-parameter network for every cross-validation fit costs GBs and minutes.
+        params = {name: value if name == "model" else clone(value, safe=False)
+                  for name, value in self.get_params(deep=False).items()}
+        return type(self)(**params)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # lists of face stacks, not tables
+        return tags
+
+
+class FrameFeatureExtractor(ModelTransformerMixin, TransformerMixin, BaseEstimator):
     """Per-frame features of face stacks from a Keras model (any kemo builder, or your own).
 
     ``transform`` takes a list of videos, each a stack of aligned faces ``(n_i, H, W)`` or
@@ -199,18 +236,8 @@ class FrameFeatureExtractor(TransformerMixin, BaseEstimator):
         self.input_shape_ = shape
         dims = tuple(output.shape[1:])
         self.n_features_out_ = int(np.prod(dims)) if None not in dims else None
-        self.preprocess_ = self._resolve_preprocess()
+        self.preprocess_ = resolve_preprocess(self.preprocess)
         return self
-
-    def _resolve_preprocess(self):
-        if self.preprocess is None or callable(self.preprocess):
-            return self.preprocess
-        if isinstance(self.preprocess, str):
-            from kemo import weights
-
-            return weights.get(self.preprocess).preprocess
-        raise ValueError(f"preprocess must be None, a callable or a registered weights name; "
-                         f"got {self.preprocess!r}")
 
     def transform(self, X):
         """Features of every frame of every video.
@@ -268,18 +295,6 @@ class FrameFeatureExtractor(TransformerMixin, BaseEstimator):
                 raise ValueError(f"preprocess returned {batch.shape[0]} images for "
                                  f"{sum(len(p) for _, p in pieces)}; it must keep the batch axis")
         return batch
-
-    def __sklearn_clone__(self):
-        # Share the Keras model, do not deep-copy it: transform never changes its weights, and
-        # copying a 145 M-parameter network for every cross-validation fit costs GBs and minutes.
-        params = {name: value if name == "model" else clone(value, safe=False)
-                  for name, value in self.get_params(deep=False).items()}
-        return type(self)(**params)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False  # lists of face stacks, not tables
-        return tags
 
 
 def _check_videos(X):

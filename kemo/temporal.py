@@ -23,11 +23,12 @@ import os
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from kemo.errors import InputError
+from kemo.features import ModelTransformerMixin, resolve_preprocess
 
 __all__ = ["ClipFeatureExtractor", "SequenceClassifier", "to_sequences"]
 
@@ -260,7 +261,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
 # --------------------------------------------------------------------------- C3D clips
 
 
-class ClipFeatureExtractor(TransformerMixin, BaseEstimator):
+class ClipFeatureExtractor(ModelTransformerMixin, TransformerMixin, BaseEstimator):
     """C3D features of face clips: one feature per 16-frame window of each clip.
 
     ``transform`` takes a list of face stacks ``(n_i, H, W[, C])`` (as
@@ -363,18 +364,8 @@ class ClipFeatureExtractor(TransformerMixin, BaseEstimator):
         self.feature_model_ = keras.Model(model.inputs[0], output, name=f"{model.name}_clips")
         self.input_shape_ = shape
         self.n_features_out_ = int(np.prod(output.shape[1:]))
-        self.preprocess_ = self._resolve_preprocess()
+        self.preprocess_ = resolve_preprocess(self.preprocess)
         return self
-
-    def _resolve_preprocess(self):
-        if self.preprocess is None or callable(self.preprocess):
-            return self.preprocess
-        if isinstance(self.preprocess, str):
-            from kemo import weights
-
-            return weights.get(self.preprocess).preprocess
-        raise ValueError(f"preprocess must be None, a callable or a registered weights name; "
-                         f"got {self.preprocess!r}")
 
     def _windows(self, videos):
         """Yield ``(clip index, window)`` for every window of every clip, in order."""
@@ -423,17 +414,6 @@ class ClipFeatureExtractor(TransformerMixin, BaseEstimator):
         if batch:
             run()
         return [np.stack(rows) for rows in out]
-
-    def __sklearn_clone__(self):
-        # Share a given Keras model instead of deep-copying it (transform never changes it).
-        params = {name: value if name == "model" else clone(value, safe=False)
-                  for name, value in self.get_params(deep=False).items()}
-        return type(self)(**params)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False  # lists of face stacks, not tables
-        return tags
 
 
 def _face_stacks(X):
