@@ -143,8 +143,6 @@ def _load(weights):
     """Return ``(model, weights entry)`` for a registered name or a ``.keras`` file."""
     import os
 
-    import keras
-
     from kemo import models
     from kemo import weights as registry
 
@@ -152,10 +150,9 @@ def _load(weights):
         if not str(weights).endswith(".keras"):
             raise WeightsError(f"{weights}: FaceEmotionClassifier loads registered weights "
                                "names or whole .keras model files")
-        try:
-            model = keras.saving.load_model(weights, safe_mode=True)
-        except Exception as exc:  # noqa: BLE001 - any Keras failure means a bad file
-            raise WeightsError(f"{weights}: not a loadable .keras model ({exc})") from exc
+        from kemo.features import load_keras_file
+
+        model = load_keras_file(weights)
         default = registry.get(DEFAULT_WEIGHTS)
         info = dataclasses.replace(default, name=str(weights), input_shape=model.input_shape[1:],
                                    color="gray" if model.input_shape[-1] == 1 else "rgb",

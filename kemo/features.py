@@ -74,7 +74,7 @@ def fit_faces(faces, input_shape):
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _load_keras_file(path):
+def load_keras_file(path):
     """Load a whole ``.keras`` model in Keras safe mode, or raise a WeightsError naming it."""
     import keras
 
@@ -201,7 +201,7 @@ class FrameFeatureExtractor(ModelTransformerMixin, TransformerMixin, BaseEstimat
             raise ValueError(f"batch_size must be a positive int; got {self.batch_size!r}")
         model = self.model
         if isinstance(model, (str, os.PathLike)):
-            model = _load_keras_file(model)
+            model = load_keras_file(model)
         elif not isinstance(model, keras.Model) and callable(model):
             model = model()
         if not isinstance(model, keras.Model):

@@ -28,7 +28,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from kemo.errors import InputError
-from kemo.features import ModelTransformerMixin, resolve_preprocess
+from kemo.features import ModelTransformerMixin, load_keras_file, resolve_preprocess
 
 __all__ = ["ClipFeatureExtractor", "SequenceClassifier", "to_sequences"]
 
@@ -334,15 +334,7 @@ class ClipFeatureExtractor(ModelTransformerMixin, TransformerMixin, BaseEstimato
             keras.utils.set_random_seed(int(self.random_state))
             model = C3D(input_shape=(16, side, side, 3))
         elif isinstance(model, (str, os.PathLike)):
-            from kemo.errors import WeightsError
-
-            if not os.path.isfile(model):
-                raise WeightsError(f"model file {os.fspath(model)!r} does not exist")
-            try:  # safe mode (the default, stated on purpose) refuses to run code from the file
-                model = keras.saving.load_model(model, safe_mode=True)
-            except Exception as exc:  # noqa: BLE001 - any Keras failure means a bad file
-                raise WeightsError(f"{os.fspath(model)!r}: not a loadable .keras model "
-                                   f"({exc})") from exc
+            model = load_keras_file(model)
         elif not isinstance(model, keras.Model) and callable(model):
             model = model()
         if not isinstance(model, keras.Model):

@@ -224,7 +224,7 @@ def fit_classifier(
             last = checkpoint_dir / "last.keras"
             if (checkpoint_dir / "state.json").exists() and last.exists():
                 state = json.loads((checkpoint_dir / "state.json").read_text())
-                trainer = keras.saving.load_model(last)
+                trainer = keras.saving.load_model(last, safe_mode=True)
         if trainer is None:
             trainer = _trainer(build(), recipe, seed)
             steps = int(np.ceil(len(x_train) / recipe.batch_size))
@@ -311,7 +311,7 @@ def train_fer2013(
             return ResNet10(input_shape=x_train.shape[1:])
     else:
         def build():
-            return keras.saving.load_model(init, compile=False)
+            return keras.saving.load_model(init, compile=False, safe_mode=True)
     model, state = fit_classifier(
         build, x_train, y_train, x_val, y_val,
         recipe=recipe, epochs=epochs, checkpoint_dir=checkpoint_dir, seed=seed,
