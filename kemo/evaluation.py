@@ -229,6 +229,25 @@ def evaluate(y_true, y_pred, *, labels=None, class_names=None, normalize="true")
     )
 
 
+def check_reports(reports):
+    """Check ``{method name: EvaluationReport}`` for a side-by-side comparison.
+
+    Returns:
+        The first report (its ``class_names`` are those of every report).
+
+    Raises:
+        InputError: no report, or reports on different classes.
+    """
+    if not isinstance(reports, Mapping) or not reports:
+        raise InputError("reports must be a non-empty mapping {method name: EvaluationReport}")
+    first = next(iter(reports.values()))
+    for name, report in reports.items():
+        if tuple(report.class_names) != tuple(first.class_names):
+            raise InputError(f"report {name!r} has classes {report.class_names}, the first "
+                             f"has {first.class_names}")
+    return first
+
+
 def compare(reports):
     """A table of several methods side by side, like the paper's Table III.
 
@@ -241,13 +260,7 @@ def compare(reports):
     Raises:
         InputError: no report, or reports on different classes.
     """
-    if not isinstance(reports, Mapping) or not reports:
-        raise InputError("reports must be a non-empty mapping {method name: EvaluationReport}")
-    first = next(iter(reports.values()))
-    for name, rep in reports.items():
-        if rep.class_names != first.class_names:
-            raise InputError(f"report {name!r} has classes {rep.class_names}, the first has "
-                             f"{first.class_names}")
+    first = check_reports(reports)
     width = max(6, *(len(n) for n in reports))
     cols = [max(7, len(n)) for n in first.class_names]
     head = " ".join(f"{n:>{w}}" for n, w in zip(first.class_names, cols, strict=True))

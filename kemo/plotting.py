@@ -361,13 +361,9 @@ def plot_per_class(reports, ax=None, title=None):
     Raises:
         InputError: no report, or reports on different classes.
     """
-    if not isinstance(reports, Mapping) or not reports:
-        raise InputError("reports must be a non-empty mapping {method name: EvaluationReport}")
-    first = next(iter(reports.values()))
-    for name, report in reports.items():
-        if tuple(report.class_names) != tuple(first.class_names):
-            raise InputError(f"report {name!r} has classes {report.class_names}, the first "
-                             f"has {first.class_names}")
+    from kemo.evaluation import check_reports
+
+    first = check_reports(reports)
     k = len(first.class_names)
     fig, ax = _axes(ax, 3.5 + 1.0 * k, 3.6)
     width = 0.8 / len(reports)
