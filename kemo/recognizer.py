@@ -326,96 +326,6 @@ class _LinearModel:
         return cls(classes, str(arrays["method"]), folds)
 
 
-class _SequenceClassifier(ClassifierMixin, BaseEstimator):
-    """The paper's LSTM branch as a scikit-learn classifier on feature sequences.
-
-    Trains :func:`kemo.models.BiResidualLSTM` (softmax at the last valid step) with Adam on
-    ``(n, T, D)`` sequences of frame features, all-zero frames being padding.
-
-    Args:
-        units, layers, dropout: the network (see :func:`kemo.models.BiResidualLSTM`).
-        epochs, batch_size, learning_rate: training (the paper: Adam, 1e-3, batch 32).
-        random_state: seed of the initial weights and the shuffling.
-    """
-
-    def __init__(self, units=128, layers=2, dropout=0.2, epochs=30, batch_size=32,
-                 learning_rate=1e-3, random_state=0):
-        self.units = units
-        self.layers = layers
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.random_state = random_state
-
-    def _build(self, shape, classes):
-        from kemo.models import BiResidualLSTM
-
-        return BiResidualLSTM(input_shape=tuple(shape), classes=classes, units=self.units,
-                              num_layers=self.layers, dropout=self.dropout)
-
-    def fit(self, X, y):
-        """Train the network on sequences ``X`` (n, T, D) and labels ``y``."""
-        import keras
-
-        X = np.asarray(X, np.float32)
-        check_classification_targets(y)
-        self.classes_, target = np.unique(y, return_inverse=True)
-        keras.utils.set_random_seed(self.random_state)
-        self.model_ = self._build(X.shape[1:], len(self.classes_))
-        self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
-                            loss="sparse_categorical_crossentropy")
-        self.model_.fit(X, target, epochs=self.epochs, batch_size=self.batch_size, verbose=0)
-        return self
-
-    def predict_proba(self, X):
-        """Softmax probabilities ``(n, K)``."""
-        X = np.asarray(X, np.float32)
-        return np.asarray(self.model_.predict(X, batch_size=256, verbose=0), np.float64)
-
-    def predict(self, X):
-        """The most probable class."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-
-class _C3DFeatures:
-    """C3D ``fc6`` of a face clip: 16-frame windows, averaged (see :func:`kemo.models.C3D`).
-
-    ``weights=None`` builds the network with seeded random weights (no pretrained C3D can be
-    downloaded offline); those weights are saved with the model.
-    """
-
-    def __init__(self, weights, size, stride, seed, weights_file=None):
-        import keras
-
-        from kemo.models import C3D
-        from kemo.models.c3d import CLIP_LENGTH
-
-        self.weights, self.size, self.stride = weights, size, stride
-        if weights is None:
-            keras.utils.set_random_seed(seed)
-        model = C3D(weights=weights, input_shape=(CLIP_LENGTH, size, size, 3))
-        self.model = keras.Model(model.inputs, model.get_layer("fc6").output, name="c3d_fc6")
-        if weights_file is not None:
-            self.model.load_weights(weights_file)
-
-    def transform(self, faces):
-        """One 4096-d feature for a stack of faces ``(n, H, W[, C])``."""
-        from kemo.features import fit_faces
-        from kemo.models import clip_windows
-
-        x = fit_faces(faces, (self.size, self.size, 3))
-        if self.weights is None:
-            x = x / 255.0
-        else:
-            from kemo import weights as registry
-
-            x = registry.get(self.weights).preprocess(x)
-        windows = clip_windows(x, stride=self.stride)
-        out = self.model.predict(windows, batch_size=4, verbose=0)
-        return out.mean(axis=0).astype(np.float32)
-
-
 @functools.lru_cache(maxsize=8)
 def _face_classifier(weights, flip, batch_size):
     """A loaded FaceEmotionClassifier, shared by recognisers (inference never changes it)."""
@@ -746,23 +656,49 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
     def _views(self, found_list, c3d, lstm):
         """Each branch's input for a list of VideoFaces: ``{branch: array}``."""
         from kemo.aggregation import Aggregator
+        from kemo.temporal import to_sequences
 
         names, _, _ = self._check_params()
         feats = self._frame_features(found_list)
         views = {"agg": Aggregator().fit_transform([[f[n] for f in feats] for n in names])}
         if c3d is not None:
-            extractor = self._c3d_extractor(c3d)
-            views["c3d"] = np.stack([extractor.transform(found.faces) for found in found_list])
+            clips = self._c3d_extractor(c3d).transform([found.faces for found in found_list])
+            views["c3d"] = np.stack([windows.mean(axis=0) for windows in clips])
         if lstm is not None:
-            views["lstm"] = np.stack([_sequence(f[names[0]], lstm["frames"]) for f in feats])
+            views["lstm"] = to_sequences([f[names[0]] for f in feats], lstm["frames"])
         return views
 
     def _c3d_extractor(self, c3d, weights_file=None):
+        """The C3D branch's ``fc6`` extractor, built once.
+
+        Random weights come from ``weights_file`` when loading, else from ``random_state``
+        (no pretrained C3D can be downloaded offline).
+        """
+        from kemo.models import C3D
+        from kemo.models.c3d import CLIP_LENGTH
+        from kemo.temporal import ClipFeatureExtractor
+
         if getattr(self, "c3d_features_", None) is None:
-            self.c3d_features_ = _C3DFeatures(c3d["weights"], int(c3d["size"]),
-                                              int(c3d["stride"]), self.random_state,
-                                              weights_file)
+            size, name = int(c3d["size"]), c3d["weights"]
+            model = None if name is None else functools.partial(
+                C3D, weights=name, input_shape=(CLIP_LENGTH, size, size, 3))
+            extractor = ClipFeatureExtractor(
+                model, size=size, stride=int(c3d["stride"]),
+                preprocess=_unit_range if name is None else name,
+                random_state=self.random_state).fit()
+            if weights_file is not None:
+                extractor.feature_model_.load_weights(weights_file)
+            self.c3d_features_ = extractor
         return self.c3d_features_
+
+    def _lstm_classifier(self, lstm):
+        """The LSTM branch's (unfitted) classifier for the ``lstm`` settings."""
+        from kemo.temporal import SequenceClassifier
+
+        return SequenceClassifier(
+            frames=lstm["frames"], units=lstm["units"], num_layers=lstm["layers"],
+            dropout=lstm["dropout"], epochs=lstm["epochs"], batch_size=lstm["batch_size"],
+            learning_rate=lstm["learning_rate"], random_state=self.random_state)
 
     # ------------------------------------------------------------------ training
 
@@ -821,11 +757,7 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         if c3d is not None:
             members.append(("c3d", clone(svm), "c3d"))
         if lstm is not None:
-            params = {k: lstm[k] for k in ("units", "layers", "dropout", "epochs",
-                                           "batch_size", "learning_rate")}
-            members.append(("lstm", _SequenceClassifier(**params,
-                                                        random_state=self.random_state),
-                            "lstm"))
+            members.append(("lstm", self._lstm_classifier(lstm), "lstm"))
         if len(members) == 1:
             fitted, weights = [svm.fit(views["agg"], y)], np.ones(1)
         else:
@@ -1012,7 +944,8 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
                         model.model_.save_weights(tmp / item["file"])
                     manifest["members"].append(item)
                 if c3d is not None and c3d["weights"] is None:
-                    self._c3d_extractor(c3d).model.save_weights(tmp / "c3d.weights.h5")
+                    self._c3d_extractor(c3d).feature_model_.save_weights(
+                        tmp / "c3d.weights.h5")
             for file in sorted(tmp.iterdir()):
                 manifest["files"][file.name] = _sha256(file)
             manifest["checksum"] = _checksum(manifest)
@@ -1088,12 +1021,8 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         for item in manifest["members"]:
             file = path / item["file"]
             if item["name"] == "lstm":
-                params = {k: lstm[k] for k in ("units", "layers", "dropout", "epochs",
-                                               "batch_size", "learning_rate")}
-                model = _SequenceClassifier(**params, random_state=self.random_state)
-                model.classes_ = classes
-                model.model_ = model._build(item["input_shape"], len(classes))
-                model.model_.load_weights(file)
+                model = self._lstm_classifier(lstm)._restore(
+                    classes, int(item["input_shape"][-1]), file)
             else:
                 with np.load(file, allow_pickle=False) as data:
                     model = _LinearModel.from_arrays(dict(data), classes)
@@ -1187,15 +1116,9 @@ def _batched(function, stacks):
     return np.split(rows, np.cumsum([len(stack) for stack in stacks])[:-1])
 
 
-def _sequence(features, frames):
-    """``frames`` L2-normalised feature rows sampled uniformly, zero-padded at the end."""
-    if len(features) > frames:
-        features = features[np.linspace(0, len(features) - 1, frames).round().astype(int)]
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    rows = np.divide(features, norms, out=np.zeros_like(features), where=norms > 0)
-    out = np.zeros((frames, features.shape[1]), np.float32)
-    out[: len(rows)] = rows
-    return out
+def _unit_range(x):
+    """Pixel values 0..255 to 0..1: the input of a C3D with random weights."""
+    return x / 255.0
 
 
 def _aligned(model, X, classes):

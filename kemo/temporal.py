@@ -206,8 +206,6 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         """
         import keras
 
-        from kemo.models import BiResidualLSTM
-
         self._check_params()
         x = to_sequences(X, self.frames, self.normalize)
         y = np.asarray(y)
@@ -225,16 +223,33 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
             counts = np.bincount(target)
             weights = {k: len(target) / (len(counts) * c) for k, c in enumerate(counts)}
         keras.utils.set_random_seed(int(self.random_state))
-        self.model_ = BiResidualLSTM(input_shape=(None, self.n_features_in_),
-                                     classes=len(self.classes_), units=int(self.units),
-                                     num_layers=int(self.num_layers),
-                                     dropout=float(self.dropout))
+        self.model_ = self._build()
         self.model_.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         history = self.model_.fit(x, target, epochs=int(self.epochs),
                                   batch_size=int(self.batch_size), shuffle=True,
                                   class_weight=weights, verbose=self.verbose)
         self.history_ = {k: [float(v) for v in values] for k, values in history.history.items()}
+        return self
+
+    def _build(self):
+        from kemo.models import BiResidualLSTM
+
+        return BiResidualLSTM(input_shape=(None, self.n_features_in_),
+                              classes=len(self.classes_), units=int(self.units),
+                              num_layers=int(self.num_layers), dropout=float(self.dropout))
+
+    def _restore(self, classes, n_features, weights_file):
+        """Become the fitted classifier saved as ``model_.save_weights(weights_file)``.
+
+        Used to load models: ``classes`` and the feature width ``n_features`` rebuild the
+        network, the file gives its weights.
+        """
+        self._check_params()
+        self.classes_ = np.asarray(classes)
+        self.n_features_in_ = int(n_features)
+        self.model_ = self._build()
+        self.model_.load_weights(weights_file)
         return self
 
     def predict_proba(self, X):
