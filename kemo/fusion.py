@@ -142,6 +142,9 @@ def select_view(X, view):
         if not isinstance(view, str):
             raise InputError(f"X is a Views of {list(X.keys())}: a member's view must be one "
                              f"of those names, got {view!r}")
+        if view not in X:
+            raise InputError(f"no view named {view!r} in X: its views are {list(X.keys())}; "
+                             f"give X that view or the member another one")
         return X[view]
     if isinstance(view, str) and not hasattr(X, "columns"):
         raise InputError(f"view {view!r} is a name, but X has no named columns: pass X as a "

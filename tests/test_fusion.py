@@ -219,5 +219,5 @@ def test_bad_parameters(data, estimators, weights, match):
 
 def test_bad_view_is_named(data):
     a, b, y, _ = data
-    with pytest.raises(KeyError, match="no view named 'c3d'"):
+    with pytest.raises(InputError, match="no view named 'c3d' in X: its views are"):
         FusionClassifier([("a", LogisticRegression(), "c3d")]).fit(Views(a=a, b=b), y)
