@@ -29,6 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from kemo._files import write_atomic
 from kemo.errors import InputError, KemoError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -306,27 +307,13 @@ def _face_options(prep, args):
     return prep
 
 
-def _write_atomic(path, data):
-    """Write ``data`` (str or bytes) to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _output(target, text):
     """Write ``text`` to a file, or to standard output for ``-``."""
     if target == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        _write_atomic(target, text)
+        write_atomic(target, text)
 
 
 def _csv_text(header, rows):
@@ -542,12 +529,12 @@ def _faces(args):
             ok, data = cv2.imencode(".png", image)
             if not ok:
                 raise OSError(f"{out / name}: PNG encoding failed")
-            _write_atomic(out / name, data.tobytes())
+            write_atomic(out / name, data.tobytes())
             rows.append([name, video, int(frame), int(track),
                          *(f"{v:.1f}" for v in box), f"{conf:.4f}"])
         print(f"{video}: {len(found)} faces from {found.frames_read} frames", flush=True)
     header = ["file", "video", "frame", "track", "x", "y", "w", "h", "confidence"]
-    _write_atomic(out / "faces.csv", _csv_text(header, rows))
+    write_atomic(out / "faces.csv", _csv_text(header, rows))
     print(f"{len(rows)} faces written to {out} (index: {out / 'faces.csv'})")
     return _report_failures(failures, len(args.videos))
 
@@ -581,7 +568,7 @@ def _features(args):
             arrays[f"frame_{name}"] = np.concatenate(videos).astype(np.float32)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        _write_atomic(args.out, buffer.getvalue())
+        write_atomic(args.out, buffer.getvalue())
         print(f"{len(done)} videos: aggregated features {arrays['aggregated'].shape} written "
               f"to {args.out}")
     return _report_failures(failures, len(args.videos))
@@ -720,16 +707,16 @@ def _evaluate(args):
         document = {"model": args.model or "pretrained", "videos": int(ok.sum()),
                     **report.to_dict(),
                     "failures": [_failure_line(f.source, f.error) for f in rec.failures_]}
-        _write_atomic(out / "report.json", json.dumps(document, indent=1) + "\n")
+        write_atomic(out / "report.json", json.dumps(document, indent=1) + "\n")
         names = list(rec.class_names_)
         rows = [[p, names[list(classes).index(t)] if t in classes else str(t),
                  names[int(np.argmax(pr))], *(f"{v:.6f}" for v in pr)]
                 for p, t, pr, good in zip(paths, labels, proba, ok, strict=True) if good]
-        _write_atomic(out / "predictions.csv",
+        write_atomic(out / "predictions.csv",
                       _csv_text(["path", "true", "predicted", *names], rows))
         buffer = io.BytesIO()
         report.plot_confusion_matrix().savefig(buffer, format="png", dpi=120)
-        _write_atomic(out / "confusion.png", buffer.getvalue())
+        write_atomic(out / "confusion.png", buffer.getvalue())
         print(f"report.json, predictions.csv and confusion.png written to {out}")
     failures = [_failure_line(f.source, f.error) for f in rec.failures_]
     return _report_failures(failures, len(paths))

@@ -19,13 +19,14 @@ one epoch.
 
 import dataclasses
 import json
-import os
+import tempfile
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from kemo._files import atomic_path, remove_stale, write_atomic
 from kemo.errors import InputError, WeightsError
 
 
@@ -127,15 +128,12 @@ def _trainer(model, recipe, seed):
 
 
 def _save_atomic(model, path):
-    tmp = Path(path).with_suffix(".tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, ".keras") as tmp:
+        model.save(tmp)
 
 
 def _write_json_atomic(obj, path):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2))
 
 
 class _Checkpoint(keras.callbacks.Callback):
@@ -221,6 +219,7 @@ def fit_classifier(
         if checkpoint_dir is not None:
             checkpoint_dir = Path(checkpoint_dir)
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale(checkpoint_dir)
             last = checkpoint_dir / "last.keras"
             if (checkpoint_dir / "state.json").exists() and last.exists():
                 state = json.loads((checkpoint_dir / "state.json").read_text())
@@ -344,23 +343,22 @@ def export_weights(model, path, *, dtype="float16"):
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"path must end in .weights.h5; received {str(path)!r}")
-    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
-    full = path.with_name(path.name.replace(".weights.h5", ".full.weights.h5"))
-    model.save_weights(full)
-    # Copy into a fresh file: HDF5 never gives back the space of deleted datasets,
-    # so rewriting datasets in place would leave the file at float32 size.
-    with h5py.File(full, "r") as src, h5py.File(tmp, "w") as dst:
-        def copy(key, obj):
-            if isinstance(obj, h5py.Group):
-                dst.require_group(key).attrs.update(obj.attrs)
-            else:
-                value = obj[()]
-                if value.dtype == np.float32:
-                    value = value.astype(dtype)
-                dst.create_dataset(key, data=value).attrs.update(obj.attrs)
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch, \
+            atomic_path(path, ".weights.h5") as tmp:
+        full = Path(scratch) / "full.weights.h5"
+        model.save_weights(full)
+        # Copy into a fresh file: HDF5 never gives back the space of deleted datasets,
+        # so rewriting datasets in place would leave the file at float32 size.
+        with h5py.File(full, "r") as src, h5py.File(tmp, "w") as dst:
+            def copy(key, obj):
+                if isinstance(obj, h5py.Group):
+                    dst.require_group(key).attrs.update(obj.attrs)
+                else:
+                    value = obj[()]
+                    if value.dtype == np.float32:
+                        value = value.astype(dtype)
+                    dst.create_dataset(key, data=value).attrs.update(obj.attrs)
 
-        dst.attrs.update(src.attrs)
-        src.visititems(copy)
-    full.unlink()
-    os.replace(tmp, path)
+            dst.attrs.update(src.attrs)
+            src.visititems(copy)
     return sha256(path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from kemo._files import atomic_path, remove_stale
 from kemo.errors import InputError
 from kemo.faces.alignment import DEFAULT_SIZE, align_face
 from kemo.faces.detection import KEYPOINT_NAMES, FaceDetector, as_uint8_image, to_rgb_uint8
@@ -117,19 +117,13 @@ class VideoFaces:
         )
 
     def save(self, path):
-        """Write to an ``.npz`` file atomically (a temporary file, then ``os.replace``)."""
+        """Write to an ``.npz`` file atomically (a temporary file, then a rename)."""
         path = Path(path)
         arrays = {name: getattr(self, name) for name in self._ARRAYS}
         arrays["frames_read"] = np.int64(self.frames_read)
         arrays["source"] = np.str_("" if self.source is None else str(self.source))
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:
+            np.savez(file, **arrays)
         return path
 
     @classmethod
@@ -271,6 +265,7 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
         if self.cache_dir is not None:
             cache = Path(self.cache_dir)
             cache.mkdir(parents=True, exist_ok=True)
+            remove_stale(cache)
         results = []
         for i, video in enumerate(videos):
             result = None
