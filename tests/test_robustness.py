@@ -227,7 +227,7 @@ def _large_array(tmp_path, fx):
     def act():
         from kemo.faces import FacePreprocessor
 
-        result = FacePreprocessor(max_side=1280, out_size=48).fit().transform([big])[0]
+        result = FacePreprocessor(out_size=48).fit().transform([big])[0]  # max_side=1920
         shifted = np.asarray(fx.face_box) + [6000, 3000, 0, 0]
         one_face_near(result, shifted, "8K frame (boxes in original pixels)")
 

@@ -190,8 +190,11 @@ class FaceDetector:
         thresholds: confidence thresholds of the three MTCNN stages (PNet, RNet, ONet).
         scale_factor: ratio between the image-pyramid levels, in [0.1, 1); closer to 1 is
             slower and finds more faces.
-        max_side: if set, frames whose longer side exceeds it are shrunk to it before detection
+        max_side: frames whose longer side exceeds it are shrunk to it before detection
             (faster on large frames); boxes and keypoints are mapped back to the original image.
+            The default 1920 leaves Full HD and smaller frames untouched; an 8K frame takes
+            1.0 s instead of 2.3 s here, but its faces under 160 pixels are missed. None
+            detects at full size.
         min_confidence: records below this final confidence are dropped. The default equals
             the ONet threshold; real CK+ faces at peak expression score as low as 0.85.
         batch_size: frames per MTCNN call in :meth:`detect_batch`.
@@ -211,7 +214,7 @@ class FaceDetector:
         min_face_size=40,
         thresholds=(0.6, 0.7, 0.8),
         scale_factor=0.709,
-        max_side=None,
+        max_side=1920,
         min_confidence=0.8,
         batch_size=8,
     ):

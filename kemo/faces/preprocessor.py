@@ -145,7 +145,8 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
 
     Args:
         min_face_size, thresholds, scale_factor, max_side, min_confidence: the
-            :class:`~kemo.faces.FaceDetector` settings.
+            :class:`~kemo.faces.FaceDetector` settings (``max_side=1920``: larger frames are
+            shrunk for detection; None detects at full size).
         size: side of the aligned crop (the paper: 128).
         out_size: side of the returned faces (the model's input: 224, 150, 48, 64); None keeps
             ``size``.
@@ -177,7 +178,7 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
         min_face_size=40,
         thresholds=(0.6, 0.7, 0.8),
         scale_factor=0.709,
-        max_side=None,
+        max_side=1920,
         min_confidence=0.8,
         size=DEFAULT_SIZE,
         out_size=None,
