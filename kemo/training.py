@@ -261,6 +261,68 @@ def evaluate_images(model, x, y, *, flip=True, batch_size=256):
     return float(np.mean(np.argmax(proba, axis=1) == np.asarray(y))), proba
 
 
+def recalibrate_batchnorm(model, images, *, batch_size=128):
+    """Recompute the moving mean and variance of every BatchNormalization layer on ``images``.
+
+    During training these statistics are running averages over augmented batches (rotated,
+    shifted, zoomed faces) of a network that was still changing; inference sees plain
+    faces. Recomputed as the average of the batch statistics over ``images`` (without
+    augmentation), they match what the network sees at inference: on FER2013 this adds about
+    1.5 points of PublicTest accuracy to kemo's ResNet-10 (see ``weights/fer2013_resnet10.md``).
+    Nothing else changes.
+
+    Args:
+        model: A Keras model; nested models are searched too.
+        images: Preprocessed model input, e.g. the training images.
+        batch_size: Images per batch (as in training: batch statistics depend on it).
+
+    Returns:
+        ``model``, updated in place.
+    """
+    layers = _batchnorm_layers(model)
+    saved = [layer.momentum for layer in layers]
+    try:
+        for step, start in enumerate(range(0, len(images), batch_size)):
+            # moving = momentum * moving + (1 - momentum) * batch, with momentum k / (k + 1)
+            # at step k, is the plain average of the batch statistics.
+            for layer in layers:
+                layer.momentum = step / (step + 1)
+            model(images[start:start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(layers, saved, strict=True):
+            layer.momentum = momentum
+    return model
+
+
+def _batchnorm_layers(model):
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += _batchnorm_layers(layer)
+    return found
+
+
+def final_model(trained, x_train):
+    """The model to ship from a trained FER2013 ResNet-10.
+
+    A float32 copy of ``trained`` (which may have trained in mixed precision) whose
+    BatchNorm statistics are recomputed on the training images
+    (:func:`recalibrate_batchnorm`). PublicTest plays no part in it.
+
+    Args:
+        trained: A trained :func:`kemo.models.ResNet10` (e.g. the model inside a run's
+            ``last.keras``).
+        x_train: The training images, preprocessed as for training.
+    """
+    from kemo.models.resnet10 import ResNet10
+
+    model = ResNet10(input_shape=trained.input_shape[1:], classes=trained.output_shape[-1])
+    model.set_weights(trained.get_weights())
+    return recalibrate_batchnorm(model, x_train)
+
+
 def train_fer2013(
     data=None,
     *,
@@ -291,8 +353,10 @@ def train_fer2013(
         verbose: Keras verbosity.
 
     Returns:
-        ``(model, state)`` where ``state["publictest"]`` holds the final
-        PublicTest accuracy with and without flip averaging.
+        ``(model, state)``: the model to ship, the last epoch's weights in float32 with
+        BatchNorm statistics recomputed on the training images (:func:`final_model`), and
+        the run state, whose ``"publictest"`` holds that model's PublicTest accuracy with
+        and without flip averaging.
     """
     from kemo.datasets import load_fer2013
     from kemo.models.resnet10 import ResNet10
@@ -320,6 +384,7 @@ def train_fer2013(
         state["init"] = str(init)
         if checkpoint_dir is not None:  # the model card follows this to the first stage
             _write_json_atomic(state, Path(checkpoint_dir) / "state.json")
+    model = final_model(model, x_train)
     state["publictest"] = {
         "accuracy": evaluate_images(model, x_val, y_val, flip=False)[0],
         "accuracy_flip": evaluate_images(model, x_val, y_val, flip=True)[0],

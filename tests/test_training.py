@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -106,3 +107,26 @@ def test_missing_init_model_is_named(tmp_path):
 
     with pytest.raises(WeightsError, match="nowhere.keras"):
         train_fer2013(tmp_path, init=tmp_path / "nowhere.keras", epochs=1)
+
+
+def test_recalibrate_batchnorm_averages_batch_statistics(shared_data):
+    from kemo.datasets import load_fer2013
+    from kemo.training import recalibrate_batchnorm
+
+    faces = load_fer2013(shared_data / "fer2013", subset="PublicTest").images[:96]
+    x = as_model_input(faces) / 255.0
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((48, 48, 1))
+    conv = keras.layers.Conv2D(4, 3)
+    inner = keras.Sequential([keras.Input((46, 46, 4)), keras.layers.BatchNormalization()])
+    model = keras.Model(inputs, inner(conv(inputs)))  # a nested BN layer is found too
+    bn = inner.layers[0]
+    recalibrate_batchnorm(model, x, batch_size=32)
+    h = keras.ops.convert_to_numpy(conv(x)).reshape(3, -1, 4)  # three batches of 32
+    mean = h.mean(axis=1).mean(axis=0)
+    var = h.var(axis=1).mean(axis=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), mean, rtol=1e-4,
+                               err_msg="moving mean = average of the batch means")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), var, rtol=1e-3,
+                               err_msg="moving variance = average of the batch variances")
+    assert bn.momentum == 0.99, "the layer's momentum is restored"
