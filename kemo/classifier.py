@@ -28,7 +28,8 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             the path of a ``.keras`` model file, loaded in Keras safe mode and
             fed like the default (gray or RGB pixels scaled to 0..1).
         flip: Average the predictions of each face and its mirror image
-            (test-time augmentation; +0.5 to 1 point on FER2013 PublicTest).
+            (test-time augmentation; +2.0 points on FER2013 PublicTest with the shipped model:
+            66.90 % against 64.86 %).
         batch_size: Faces per forward pass.
 
     Attributes:
