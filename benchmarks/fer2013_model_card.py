@@ -164,7 +164,8 @@ A QUICK variant of these commands (256 images, one epoch) runs in CI: `tests/tes
 | without | {100 * scores[False].accuracy:.2f} % |
 | mean per-class (with flip) | {100 * report.mean_class_accuracy:.2f} % |
 
-What the BatchNorm recalibration adds (float32 weights of the same run, flip / no flip):
+What the BatchNorm recalibration adds (the shipped float16 file, then float32 weights of the
+same run without it):
 
 | weights | with flip | without |
 |---|---|---|
