@@ -193,8 +193,8 @@ class FaceDetector:
         max_side: frames whose longer side exceeds it are shrunk to it before detection
             (faster on large frames); boxes and keypoints are mapped back to the original image.
             The default 1920 leaves Full HD and smaller frames untouched; an 8K frame takes
-            1.0 s instead of 2.3 s here, but its faces under 160 pixels are missed. None
-            detects at full size.
+            1.0 s instead of 2.5 s here (``benchmarks/large_frames.py``), but its faces under
+            160 pixels are missed. None detects at full size.
         min_confidence: records below this final confidence are dropped. The default equals
             the ONet threshold; real CK+ faces at peak expression score as low as 0.85.
         batch_size: frames per MTCNN call in :meth:`detect_batch`.
