@@ -76,13 +76,12 @@ def main(argv=None):
     # The same weights before BatchNorm recalibration, and the best stored epoch, for scale.
     x_val = as_model_input(val.images) / 255.0
     ablation = {}
-    for label, file in (("last epoch, training BatchNorm statistics", "last.keras"),
-                        (f"best PublicTest epoch ({state['best']['epoch']}), training "
-                         "BatchNorm statistics", "best.keras")):
-        saved = keras.saving.load_model(args.run / file, compile=False, safe_mode=True)
+    best = keras.saving.load_model(args.run / "best.keras", compile=False, safe_mode=True)
+    for label, trained in (("last epoch, training BatchNorm statistics", trainer.layers[-1]),
+                           (f"best PublicTest epoch ({state['best']['epoch']}), training "
+                            "BatchNorm statistics", best)):
         plain = ResNet10(input_shape=(48, 48, 1))
-        plain.set_weights(saved.layers[-1].get_weights() if file == "last.keras"
-                          else saved.get_weights())
+        plain.set_weights(trained.get_weights())
         ablation[label] = [evaluate_images(plain, x_val, val.labels, flip=f)[0]
                            for f in (True, False)]
     ablation_rows = "\n".join(f"| {label} | {100 * a:.2f} % | {100 * b:.2f} % |"

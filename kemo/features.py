@@ -123,6 +123,41 @@ class ModelTransformerMixin:
         tags.input_tags.two_d_array = False  # lists of face stacks, not tables
         return tags
 
+    def _keras_model(self, default=None):
+        """The Keras model that ``self.model`` stands for.
+
+        ``self.model`` is a ``keras.Model``, a callable returning one, the path of a
+        ``.keras`` file (loaded in safe mode), or None when ``default`` (a callable) builds it.
+        """
+        import keras
+
+        model = self.model
+        if model is None and default is not None:
+            model = default()
+        elif isinstance(model, (str, os.PathLike)):
+            model = load_keras_file(model)
+        elif not isinstance(model, keras.Model) and callable(model):
+            model = model()
+        if not isinstance(model, keras.Model):
+            choices = "None, " if default is not None else ""
+            raise ValueError(f"model must be {choices}a keras.Model, a callable returning one or "
+                             f"a .keras file; got {type(model).__name__}")
+        return model
+
+    def _layer_output(self, model):
+        """The output of ``self.layer`` in ``model``; with ``layer=None``, its only output."""
+        if self.layer is None:
+            if len(model.outputs) != 1:
+                raise ValueError(f"model {model.name!r} has {len(model.outputs)} outputs: name "
+                                 f"the feature layer with layer=...")
+            return model.outputs[0]
+        try:
+            return model.get_layer(self.layer).output
+        except ValueError as exc:
+            names = [lay.name for lay in model.layers]
+            raise ValueError(f"model {model.name!r} has no layer {self.layer!r}; its layers "
+                             f"are {names}") from exc
+
 
 class FrameFeatureExtractor(ModelTransformerMixin, TransformerMixin, BaseEstimator):
     """Per-frame features of face stacks from a Keras model (any kemo builder, or your own).
@@ -199,14 +234,7 @@ class FrameFeatureExtractor(ModelTransformerMixin, TransformerMixin, BaseEstimat
         if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or (
                 self.batch_size < 1):
             raise ValueError(f"batch_size must be a positive int; got {self.batch_size!r}")
-        model = self.model
-        if isinstance(model, (str, os.PathLike)):
-            model = load_keras_file(model)
-        elif not isinstance(model, keras.Model) and callable(model):
-            model = model()
-        if not isinstance(model, keras.Model):
-            raise ValueError(f"model must be a keras.Model, a callable returning one or a .keras "
-                             f"file; got {type(model).__name__}")
+        model = self._keras_model()
         try:
             inputs = model.inputs
         except (AttributeError, ValueError) as exc:
@@ -214,19 +242,7 @@ class FrameFeatureExtractor(ModelTransformerMixin, TransformerMixin, BaseEstimat
                              f"keras.Input(shape=(H, W, C)) first") from exc
         if inputs is None or len(inputs) != 1:
             raise ValueError(f"model {model.name!r} must have exactly one image input")
-        if self.layer is None:
-            output = model.outputs
-            if len(output) != 1:
-                raise ValueError(f"model {model.name!r} has {len(output)} outputs: name the "
-                                 f"feature layer with layer=...")
-            output = output[0]
-        else:
-            try:
-                output = model.get_layer(self.layer).output
-            except ValueError as exc:
-                names = [lay.name for lay in model.layers]
-                raise ValueError(f"model {model.name!r} has no layer {self.layer!r}; its layers "
-                                 f"are {names}") from exc
+        output = self._layer_output(model)
         shape = tuple(inputs[0].shape[1:])
         if len(shape) != 3 or shape[-1] not in (1, 3):
             raise ValueError(f"model {model.name!r} takes inputs shaped {shape}; expected "

@@ -19,7 +19,6 @@ Reference:
 
 from __future__ import annotations
 
-import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -28,7 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from kemo.errors import InputError
-from kemo.features import ModelTransformerMixin, load_keras_file, resolve_preprocess
+from kemo.features import ModelTransformerMixin, resolve_preprocess
 
 __all__ = ["ClipFeatureExtractor", "SequenceClassifier", "to_sequences"]
 
@@ -343,30 +342,18 @@ class ClipFeatureExtractor(ModelTransformerMixin, TransformerMixin, BaseEstimato
 
         _positive_int("stride", self.stride)
         _positive_int("batch_size", self.batch_size)
-        model = self.model
-        if model is None:
+
+        def default():
             side = _positive_int("size", self.size, 16)
             keras.utils.set_random_seed(int(self.random_state))
-            model = C3D(input_shape=(16, side, side, 3))
-        elif isinstance(model, (str, os.PathLike)):
-            model = load_keras_file(model)
-        elif not isinstance(model, keras.Model) and callable(model):
-            model = model()
-        if not isinstance(model, keras.Model):
-            raise ValueError(f"model must be None, a keras.Model, a callable returning one or "
-                             f"a .keras file; got {type(model).__name__}")
+            return C3D(input_shape=(16, side, side, 3))
+
+        model = self._keras_model(default)
         shape = tuple(model.inputs[0].shape[1:])
         if len(shape) != 4 or shape[-1] not in (1, 3) or None in shape[:3]:
             raise ValueError(f"model {model.name!r} takes inputs shaped {shape}; expected "
                              f"clips (T, H, W, 1|3) with T, H and W fixed")
-        if self.layer is None:
-            output = model.outputs[0]
-        else:
-            try:
-                output = model.get_layer(self.layer).output
-            except ValueError as exc:
-                raise ValueError(f"model {model.name!r} has no layer {self.layer!r}; its "
-                                 f"layers are {[lay.name for lay in model.layers]}") from exc
+        output = self._layer_output(model)
         self.model_ = model
         self.feature_model_ = keras.Model(model.inputs[0], output, name=f"{model.name}_clips")
         self.input_shape_ = shape
