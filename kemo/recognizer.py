@@ -665,7 +665,9 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             clips = self._c3d_extractor(c3d).transform([found.faces for found in found_list])
             views["c3d"] = np.stack([windows.mean(axis=0) for windows in clips])
         if lstm is not None:
-            views["lstm"] = to_sequences([f[names[0]] for f in feats], lstm["frames"])
+            # padded to a fixed length for Views; the classifier L2-normalises the frames
+            views["lstm"] = to_sequences([f[names[0]] for f in feats], lstm["frames"],
+                                         normalize=None)
         return views
 
     def _c3d_extractor(self, c3d, weights_file=None):
