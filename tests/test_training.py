@@ -1,11 +1,13 @@
 """Training recipes: a QUICK run of the shipped model's command, checkpoints and resume."""
 
+import dataclasses
 import json
 
 import keras
 import numpy as np
 import pytest
 
+from kemo.errors import InputError
 from kemo.training import RECIPES, as_model_input, augmentation, fit_classifier, train_fer2013
 
 
@@ -28,22 +30,145 @@ def test_quick_run_writes_checkpoints(quick_run):
     assert model.output_shape == (None, 7), model.output_shape
 
 
-def test_rerun_resumes_from_checkpoint(quick_run):
-    folder, _, _ = quick_run
-    # Resuming to epoch 2 continues from the saved optimiser step, not from scratch.
-    import keras
+def _tiny():
+    """A small classifier that trains in a second: the resume logic does not depend on size."""
+    return keras.Sequential([
+        keras.Input((48, 48, 1)), keras.layers.Conv2D(4, 3, strides=4),
+        keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dropout(0.2), keras.layers.Dense(7, activation="softmax"),
+    ])
 
-    before = keras.saving.load_model(folder / "last.keras")
-    steps_before = int(before.optimizer.iterations)
-    x = np.random.default_rng(0).random((64, 48, 48, 1), dtype=np.float32)
-    y = np.arange(64) % 7
-    model, state = fit_classifier(lambda: pytest.fail("must resume, not build anew"),
-                                  x, y, x, y, epochs=2, checkpoint_dir=folder, verbose=0)
-    assert state["epoch"] == 2, f"resumed run ended at epoch {state['epoch']}"
-    assert len(state["history"]) == 2, f"history lost on resume: {state['history']}"
-    after = keras.saving.load_model(folder / "last.keras")
-    assert int(after.optimizer.iterations) > steps_before, "optimiser step did not carry over"
-    assert model.output_shape == (None, 7), f"resume returned {model.name}, not the classifier"
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stops a run after its first epoch's checkpoint, as Ctrl-C would."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    rng = np.random.default_rng(0)
+    return rng.random((96, 48, 48, 1), dtype=np.float32), np.arange(96) % 7
+
+
+def test_interrupted_run_resumes_on_its_schedule(tiny_data, tmp_path):
+    x, y = tiny_data
+    recipe = dataclasses.replace(RECIPES["finetune"], batch_size=32)
+    _, whole = fit_classifier(_tiny, x, y, x, y, recipe=recipe, epochs=3,
+                              checkpoint_dir=tmp_path / "whole", verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        fit_classifier(_tiny, x, y, x, y, recipe=recipe, epochs=3, checkpoint_dir=tmp_path / "cut",
+                       callbacks=[_Interrupt()], verbose=0)
+    before = keras.saving.load_model(tmp_path / "cut" / "last.keras")
+    _, resumed = fit_classifier(lambda: pytest.fail("must resume, not build anew"), x, y, x, y,
+                                recipe=recipe, epochs=3, checkpoint_dir=tmp_path / "cut", verbose=0)
+    rates = [round(h["learning_rate"], 7) for h in resumed["history"]]
+    expected = [round(h["learning_rate"], 7) for h in whole["history"]]
+    assert rates == expected, f"resumed run's learning rates {rates}, uninterrupted {expected}"
+    assert rates[-1] == 0.0 and rates[0] > rates[1] > 0, f"not the promised cosine: {rates}"
+    after = keras.saving.load_model(tmp_path / "cut" / "last.keras")
+    assert int(after.optimizer.iterations) == 3 * int(before.optimizer.iterations), (
+        "the resumed run did not continue from the saved optimiser step")
+
+
+def test_longer_cosine_run_is_refused_with_the_way_out(tiny_data, tmp_path):
+    x, y = tiny_data
+    recipe = dataclasses.replace(RECIPES["finetune"], batch_size=32)
+    fit_classifier(_tiny, x, y, x, y, recipe=recipe, epochs=1, checkpoint_dir=tmp_path, verbose=0)
+    with pytest.raises(InputError, match=r"planned for 1 epochs.*--epochs 1.*--init"):
+        fit_classifier(_tiny, x, y, x, y, recipe=recipe, epochs=2, checkpoint_dir=tmp_path,
+                       verbose=0)
+    with pytest.raises(InputError, match="seed"):
+        fit_classifier(_tiny, x, y, x, y, recipe=recipe, epochs=1, checkpoint_dir=tmp_path,
+                       seed=5, verbose=0)
+
+
+def test_shuffling_depends_on_seed_and_epoch_only():
+    from kemo.training import _Shuffled
+
+    x, y = np.arange(10.0)[:, None], np.arange(10)
+    fresh = _Shuffled(x, y, 4, seed=1, epoch=0)
+    orders = []
+    for _ in range(3):
+        fresh.on_epoch_begin()
+        orders.append(np.concatenate([fresh[i][1] for i in range(len(fresh))]))
+    resumed = _Shuffled(x, y, 4, seed=1, epoch=2)
+    resumed.on_epoch_begin()
+    third = np.concatenate([resumed[i][1] for i in range(len(resumed))])
+    np.testing.assert_array_equal(third, orders[2], err_msg="resumed epoch 3 order differs")
+    assert not np.array_equal(orders[0], orders[1]), "two epochs in the same order"
+    assert sorted(third.tolist()) == list(range(10)), "an epoch must see every image once"
+
+
+def test_alternative_images_are_drawn_half_the_time():
+    from kemo.training import _Shuffled
+
+    x, alt, y = np.zeros((4000, 1)), np.ones((4000, 1)), np.zeros(4000)
+    data = _Shuffled(x, y, 4000, seed=0, epoch=0, x_alt=alt)
+    share = float(data[0][0].mean())
+    assert 0.45 < share < 0.55, f"aligned versions drawn for {share:.2%} of the images"
+
+
+def test_fit_leaves_global_generators_alone(tiny_data):
+    import random
+
+    x, y = tiny_data
+    np.random.seed(7)
+    random.seed(7)
+    expected = (np.random.rand(), random.random())
+    np.random.seed(7)
+    random.seed(7)
+    fit_classifier(_tiny, x[:32], y[:32], x[:32], y[:32], epochs=1, verbose=0)
+    assert (np.random.rand(), random.random()) == expected, "fit reseeded the global generators"
+
+
+def test_ema_recipe_returns_the_averaged_weights(tiny_data, tmp_path):
+    x, y = tiny_data
+    recipe = dataclasses.replace(RECIPES["finetune"], batch_size=32, ema=0.9, erasing=0.5)
+    model, _ = fit_classifier(_tiny, x, y, x, y, recipe=recipe, epochs=1, checkpoint_dir=tmp_path,
+                              verbose=0)
+    trainer = keras.saving.load_model(tmp_path / "last.keras")
+    raw = [np.asarray(v) for v in trainer.layers[-1].trainable_variables]
+    trainer.optimizer.finalize_variable_values(trainer.trainable_variables)
+    averaged = [np.asarray(v) for v in trainer.layers[-1].trainable_variables]
+    got = [np.asarray(v) for v in model.trainable_variables]
+    for a, g in zip(averaged, got, strict=True):
+        np.testing.assert_allclose(g, a, atol=1e-6, err_msg="returned model is not the average")
+    assert any(not np.allclose(r, a) for r, a in zip(raw, averaged, strict=True)), (
+        "the average equals the raw weights: no EMA was kept")
+    best = keras.saving.load_model(tmp_path / "best.keras")
+    for a, b in zip(averaged, best.trainable_variables, strict=True):
+        np.testing.assert_allclose(np.asarray(b), a, atol=1e-6,
+                                   err_msg="best.keras must hold the averaged weights")
+
+
+def test_quick_run_with_aligned_faces_erasing_and_ema(shared_data, tmp_path):
+    """The new training options in QUICK form: 96 images, one epoch."""
+    recipe = dataclasses.replace(RECIPES["finetune"], erasing=0.5, ema=0.99)
+    cache = tmp_path / "aligned.npz"
+    _, state = train_fer2013(shared_data / "fer2013", recipe=recipe, epochs=1, limit=96,
+                             checkpoint_dir=tmp_path / "run", aligned=cache, verbose=0)
+    stored = np.load(cache)
+    assert stored["Training"].shape == (96, 48, 48), "the aligned Training faces are cached"
+    assert stored["PublicTest_found"].sum() > 48, "PublicTest faces realigned for scoring"
+    scores = state["publictest"]
+    assert 0 <= scores["aligned_flip"] <= 1 and 0 <= scores["raw_flip_same_faces"] <= 1, scores
+    saved = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert saved["aligned"] is True and saved["recipe"]["ema"] == 0.99, saved
+
+
+def test_realign_faces_cuts_real_fer_faces(shared_data):
+    from kemo.datasets import load_fer2013
+    from kemo.training import realign_faces
+
+    images = load_fer2013(shared_data / "fer2013", subset="PublicTest").images[:24]
+    faces, found = realign_faces(images)
+    assert faces.shape == images.shape and faces.dtype == np.uint8, (faces.shape, faces.dtype)
+    assert found.mean() > 0.6, f"a face found in only {found.sum()} of 24 FER2013 images"
+    assert not np.array_equal(faces[found], images[found]), "aligned faces equal the raw ones"
+    np.testing.assert_array_equal(faces[~found], images[~found],
+                                  err_msg="images without a face must stay raw")
 
 
 def test_finished_run_is_not_retrained(quick_run):

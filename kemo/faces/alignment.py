@@ -25,6 +25,8 @@ from kemo.faces.detection import as_uint8_image
 DEFAULT_SIZE = 128
 DEFAULT_EYE_Y = 0.38
 DEFAULT_EYE_DIST = 0.36
+# cv2 border modes by name (numbers, so that importing this module does not import cv2)
+_BORDERS = {"replicate": 1, "black": 0}
 
 
 def eye_targets(size=DEFAULT_SIZE, eye_y=DEFAULT_EYE_Y, eye_dist=DEFAULT_EYE_DIST):
@@ -129,13 +131,16 @@ def align_face(
     eye_y=DEFAULT_EYE_Y,
     eye_dist=DEFAULT_EYE_DIST,
     grayscale=False,
+    border="replicate",
 ):
     """Align a face on its eye centres, crop it and resize it to a model's input.
 
     A similarity transform (rotation, uniform scale, translation) puts the two eye centres on one
     horizontal line at :func:`eye_targets` in a ``size`` x ``size`` crop (the paper: 128), which
     is then resized to ``out_size``. Large faces are first shrunk with area averaging so the
-    crop does not alias. Pixels outside the image are black.
+    crop does not alias. Pixels outside the image repeat its edge by default: the frame models
+    never saw black margins in training, and on FER2013 faces re-detected and aligned by kemo
+    (``benchmarks/aligned_faces.py``) black margins cost 2.9 points (61.71 % against 64.63 %).
 
     Args:
         image: ``uint8`` (or ``uint16``) image, RGB (H, W, 3), RGBA (alpha dropped) or
@@ -148,6 +153,8 @@ def align_face(
         eye_y: eye height as a fraction of the side.
         eye_dist: eye distance as a fraction of the side.
         grayscale: return a single-channel face from a colour image.
+        border: how to fill the parts of the crop outside the image: ``"replicate"`` (the
+            nearest edge pixel) or ``"black"``.
 
     Returns:
         np.ndarray: ``uint8`` (out_size, out_size, 3) for colour, (out_size, out_size) for
@@ -167,6 +174,8 @@ def align_face(
     image = as_uint8_image(image, "image")
     out_size = size if out_size is None else out_size
     _check_size(out_size, "out_size")
+    if border not in _BORDERS:
+        raise InputError(f"border must be one of {sorted(_BORDERS)}, got {border!r}")
     matrix = alignment_matrix(keypoints, size, eye_y, eye_dist)
     if grayscale and image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -183,6 +192,8 @@ def align_face(
     if x2 - x1 < 1 or y2 - y1 < 1:  # the face lies wholly outside the image
         warped = np.zeros(shape, np.uint8)
     else:
+        # where the crop leaves the image, the region's edge is the image's: "replicate"
+        # repeats the image's own border pixels
         region = image[y1:y2, x1:x2]
         matrix = matrix.copy()
         matrix[:, 2] += matrix[:, :2] @ [x1, y1]
@@ -201,7 +212,7 @@ def align_face(
             matrix,
             (size, size),
             flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
+            borderMode=_BORDERS[border],
             borderValue=0,
         )
         warped = warped.reshape(shape)
