@@ -10,8 +10,8 @@ was found). With ``--grid`` it also scores a grid of eye geometries (``eye_y``,
 geometry, then on PublicTest to report it.
 
 Usage:
-    python benchmarks/aligned_faces.py --data ../shared/data/fer2013 --subset PublicTest --n 1200
-    python benchmarks/aligned_faces.py --data ../shared/data/fer2013 --subset Training --n 2000 --grid
+    python benchmarks/aligned_faces.py --data DATA/fer2013 --subset PublicTest --n 1200
+    python benchmarks/aligned_faces.py --data DATA/fer2013 --subset Training --n 2000 --grid
 """
 
 import argparse
@@ -83,7 +83,8 @@ def main(argv=None):
         print("eye_y  eye_dist  accuracy")
         for eye_y, eye_dist in itertools.product((0.32, 0.35, 0.38, 0.41),
                                                  (0.30, 0.33, 0.36, 0.40, 0.44)):
-            print(f"{eye_y:5.2f}  {eye_dist:8.2f}  {score(aligned(big, records, eye_y, eye_dist)):6.2f}")
+            accuracy = score(aligned(big, records, eye_y, eye_dist))
+            print(f"{eye_y:5.2f}  {eye_dist:8.2f}  {accuracy:6.2f}")
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ def augmentation(recipe, seed=None):
     if recipe.erasing:
         # inputs are pixels / 255 by the time they reach the trainer
         steps.append(keras.layers.RandomErasing(
-            factor=(recipe.erasing, recipe.erasing), scale=(0.02, 0.25), value_range=(0.0, 1.0), **kw))
+            factor=(recipe.erasing, recipe.erasing), scale=(0.02, 0.25),
+            value_range=(0.0, 1.0), **kw))
     return keras.Sequential(steps, name="augmentation")
 
 
@@ -171,7 +172,7 @@ def realigned_fer2013(data, cache, subset, limit=None):
     from kemo.datasets import load_fer2013
 
     cache = Path(cache)
-    stored = dict(np.load(cache)) if cache.is_file() else {}
+    stored = dict(np.load(cache, allow_pickle=False)) if cache.is_file() else {}
     images = load_fer2013(data, subset=subset).images[:limit]
     if subset not in stored or len(stored[subset]) < len(images):
         stored[subset], stored[f"{subset}_found"] = realign_faces(images)
@@ -236,7 +237,8 @@ class _Checkpoint(keras.callbacks.Callback):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         # the rate the schedule reached at the end of this epoch: a resumed run must go on
         # from the same value as an uninterrupted one
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        rate = self.model.optimizer.learning_rate
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
         seconds = time.time() - self.started
         self.state["history"].append({"epoch": epoch + 1, **logs, "seconds": round(seconds, 1)})
         self.state["epoch"] = epoch + 1
@@ -304,6 +306,39 @@ class _Shuffled(keras.utils.PyDataset):
         return x, self.y[rows]
 
 
+@contextlib.contextmanager
+def _distribution(distribute):
+    """Build, compile and fit inside this block to train data-parallel over the local devices.
+
+    Yields the number of devices (replicas). Every batch of the recipe is split between
+    them, so the recipe means the same on one device or several. TensorFlow uses
+    ``tf.distribute.MirroredStrategy`` over its GPUs, else its (logical) CPUs; JAX uses
+    Keras's ``DataParallel`` distribution.
+    """
+    if not distribute:
+        yield 1
+        return
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+        with strategy.scope():
+            yield strategy.num_replicas_in_sync
+    elif backend == "jax":
+        devices = keras.distribution.list_devices()
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        try:
+            yield len(devices)
+        finally:
+            keras.distribution.set_distribution(previous)
+    else:
+        raise InputError(f"distributed training needs the tensorflow or jax backend; "
+                         f"KERAS_BACKEND is {backend!r}")
+
+
 def _check_resume(state, recipe, epochs, seed, precision, directory, aligned=None):
     """Refuse to resume a run under settings that would not continue what it started."""
     planned = {"recipe": dataclasses.asdict(recipe), "seed": seed, "precision": precision,
@@ -338,6 +373,7 @@ def fit_classifier(
     seed=0,
     precision="float32",
     x_alt=None,
+    distribute=False,
     callbacks=(),
     verbose=1,
 ):
@@ -364,6 +400,9 @@ def fit_classifier(
         x_alt: Optional second version of each training image (same shape as
             ``x_train``), drawn instead of the first with probability 0.5 each time an
             image is used, e.g. the faces of :func:`realign_faces`.
+        distribute: Train data-parallel over every local device (GPUs, else the
+            logical CPUs TensorFlow was given; ``tensorflow`` and ``jax`` backends), each
+            batch split between them; the number used is recorded in the state.
         callbacks: More Keras callbacks, run after the checkpoint of each epoch.
         verbose: Keras progress-bar verbosity.
 
@@ -387,11 +426,14 @@ def fit_classifier(
         )
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)
+    scope = contextlib.ExitStack()
     try:
+        devices = scope.enter_context(_distribution(distribute))
         aligned = x_alt is not None
         state = {"epoch": 0, "history": [], "best": {"epoch": 0, "val_accuracy": -1.0},
                  "wall_seconds": 0.0, "recipe": dataclasses.asdict(recipe), "seed": seed,
-                 "precision": precision, "epochs": epochs, "aligned": aligned}
+                 "precision": precision, "epochs": epochs, "aligned": aligned,
+                 "devices": devices}
         trainer = None
         if checkpoint_dir is not None:
             checkpoint_dir = Path(checkpoint_dir)
@@ -429,9 +471,29 @@ def fit_classifier(
         # (or saved between epochs) holds them in the optimiser only
         if trainer.optimizer.use_ema:
             trainer.optimizer.finalize_variable_values(trainer.trainable_variables)
+        state["devices"] = devices  # a resumed run may have more or fewer
         return model, state
     finally:
+        scope.close()
         keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def last_model(checkpoint_dir):
+    """The bare classifier of a run's last epoch, as :func:`fit_classifier` returns it.
+
+    Read from the run's ``last.keras``, with the averaged weights when its recipe keeps an
+    EMA (the file holds them in the optimiser).
+
+    Raises:
+        WeightsError: When the folder holds no ``last.keras``.
+    """
+    path = Path(checkpoint_dir) / "last.keras"
+    if not path.is_file():
+        raise WeightsError(f"{checkpoint_dir}: no last.keras here; is it a training run folder?")
+    trainer = keras.saving.load_model(path, safe_mode=True)
+    if trainer.optimizer.use_ema:
+        trainer.optimizer.finalize_variable_values(trainer.trainable_variables)
+    return trainer.layers[-1]
 
 
 def evaluate_images(model, x, y, *, flip=True, batch_size=256):
@@ -519,6 +581,7 @@ def train_fer2013(
     limit=None,
     init=None,
     aligned=None,
+    distribute=False,
     verbose=1,
 ):
     """Train kemo's ResNet-10 (48x48 grayscale) on FER2013 Training, scored on PublicTest.
@@ -534,12 +597,16 @@ def train_fer2013(
         seed: Random seed.
         precision: ``"float32"`` or ``"mixed_bfloat16"``.
         limit: Use only the first ``limit`` images of each split (quick runs).
-        init: A ``.keras`` model (e.g. another run's ``best.keras``) to start
-            from instead of a fresh ResNet-10; use with ``recipe="finetune"``.
+        init: A model to start from instead of a fresh ResNet-10, with
+            ``recipe="finetune"``: a ``.keras`` model (e.g. another run's ``best.keras``) or
+            a ResNet-10 ``.weights.h5`` file (e.g. the one ``kemo train fer2013`` exports, or
+            the shipped ``fer2013_resnet10.weights.h5``).
         aligned: An ``.npz`` cache of FER2013 as kemo's detector and aligner cut it
             (:func:`realigned_fer2013`; made on first use). Each Training image is then
             drawn raw or aligned with equal chance, so the model learns the faces that
             inference gives it; PublicTest is also scored on its aligned faces.
+        distribute: Train data-parallel over every local device (see
+            :func:`fit_classifier`).
         verbose: Keras verbosity.
 
     Returns:
@@ -553,7 +620,7 @@ def train_fer2013(
 
     if init is not None and not Path(init).is_file():
         raise WeightsError(f"{init}: no such model file to start from (give a .keras file, "
-                           "e.g. the best.keras of an earlier run)")
+                           "e.g. the best.keras of an earlier run, or a ResNet-10 .weights.h5)")
 
     train = load_fer2013(data, subset="Training")
     val = load_fer2013(data, subset="PublicTest")
@@ -566,13 +633,16 @@ def train_fer2013(
     if init is None:
         def build():
             return ResNet10(input_shape=x_train.shape[1:])
+    elif str(init).endswith(".weights.h5"):
+        def build():
+            return ResNet10(input_shape=x_train.shape[1:], weights=str(init))
     else:
         def build():
             return keras.saving.load_model(init, compile=False, safe_mode=True)
     model, state = fit_classifier(
         build, x_train, y_train, x_val, y_val,
         recipe=recipe, epochs=epochs, checkpoint_dir=checkpoint_dir, seed=seed,
-        precision=precision, x_alt=x_alt, verbose=verbose,
+        precision=precision, x_alt=x_alt, distribute=distribute, verbose=verbose,
     )
     if init is not None:
         state["init"] = str(init)

@@ -110,13 +110,29 @@ def test_keypoint_forms_agree_and_input_is_untouched():
     assert np.array_equal(image, before), "align_face must not modify its input"
 
 
-def test_face_partly_outside_the_image_is_padded_black():
+def test_face_partly_outside_the_image_is_padded_black_on_request():
     image = np.full((100, 100, 3), 200, np.uint8)
-    face = align_face(image, {"left_eye": (5.0, 10.0), "right_eye": (30.0, 10.0)}, size=64)
+    face = align_face(image, {"left_eye": (5.0, 10.0), "right_eye": (30.0, 10.0)}, size=64,
+                      border="black")
     assert face.shape == (64, 64, 3), f"got {face.shape}"
     assert face[0, 0].max() == 0 and face[-1, -1].max() == 200, (
         "outside the image is black, inside keeps the image"
     )
+
+
+def test_face_partly_outside_the_image_repeats_its_edge_by_default():
+    image = np.zeros((100, 100), np.uint8)
+    image[:, 0] = 90  # the left column, which the crop's left margin must repeat
+    image[:, 1:] = 200
+    face = align_face(image, {"left_eye": (5.0, 40.0), "right_eye": (30.0, 40.0)}, size=64)
+    assert face.min() > 0, "no black margin by default"
+    assert face[32, 0] == 90, f"left of the image repeats its left column, got {face[32, 0]}"
+    assert face[32, -1] == 200, f"inside keeps the image, got {face[32, -1]}"
+
+
+def test_unknown_border_is_refused():
+    with pytest.raises(InputError, match="border"):
+        align_face(np.zeros((50, 50), np.uint8), [[10.0, 20.0], [30.0, 20.0]], border="wrap")
 
 
 @pytest.mark.parametrize(

@@ -158,17 +158,43 @@ def test_quick_run_with_aligned_faces_erasing_and_ema(shared_data, tmp_path):
     assert saved["aligned"] is True and saved["recipe"]["ema"] == 0.99, saved
 
 
-def test_realign_faces_cuts_real_fer_faces(shared_data):
+@pytest.fixture(scope="module")
+def realigned(shared_data):
+    """The first 400 PublicTest images, raw and as kemo's detect-and-align path cuts them."""
     from kemo.datasets import load_fer2013
     from kemo.training import realign_faces
 
-    images = load_fer2013(shared_data / "fer2013", subset="PublicTest").images[:24]
+    split = load_fer2013(shared_data / "fer2013", subset="PublicTest")
+    images, labels = split.images[:400], split.labels[:400]
     faces, found = realign_faces(images)
+    return images, labels, faces, found
+
+
+def test_realign_faces_cuts_real_fer_faces(realigned):
+    images, _, faces, found = realigned
     assert faces.shape == images.shape and faces.dtype == np.uint8, (faces.shape, faces.dtype)
-    assert found.mean() > 0.6, f"a face found in only {found.sum()} of 24 FER2013 images"
+    assert found.mean() > 0.75, f"a face found in only {found.sum()} of 400 FER2013 images"
     assert not np.array_equal(faces[found], images[found]), "aligned faces equal the raw ones"
     np.testing.assert_array_equal(faces[~found], images[~found],
                                   err_msg="images without a face must stay raw")
+
+
+def test_shipped_model_keeps_its_accuracy_on_kemo_aligned_faces(realigned):
+    """Regression pin for the aligned-vs-raw gap (model card, "The faces inference gives it").
+
+    With black margins outside the image, kemo's aligned crops of the first 1,200 PublicTest
+    images scored 4.8 points under the raw crops (61.7 % against 66.5 %); repeating the image
+    edge brought the gap on all of PublicTest to 1.8 points.
+    """
+    from kemo.classifier import FaceEmotionClassifier
+
+    images, labels, faces, found = realigned
+    clf = FaceEmotionClassifier()
+    raw = np.mean(clf.predict(images[found]) == labels[found])
+    cut = np.mean(clf.predict(faces[found]) == labels[found])
+    assert cut > raw - 0.03, (
+        f"aligned crops {cut:.2%} against raw {raw:.2%} on {found.sum()} faces: the gap "
+        "between kemo's faces and FER2013's grew past 3 points")
 
 
 def test_finished_run_is_not_retrained(quick_run):
@@ -255,3 +281,72 @@ def test_recalibrate_batchnorm_averages_batch_statistics(shared_data):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), var, rtol=1e-3,
                                err_msg="moving variance = average of the batch variances")
     assert bn.momentum == 0.99, "the layer's momentum is restored"
+
+
+# Run in a child process: TensorFlow's logical CPU devices must be set before it starts.
+DISTRIBUTED_RUN = """# One device against two, the same small model on real FER2013 faces.
+import json
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import dataclasses  # noqa: E402
+
+import keras  # noqa: E402
+
+from kemo.datasets import load_fer2013  # noqa: E402
+from kemo.training import RECIPES, as_model_input, fit_classifier  # noqa: E402
+
+data = sys.argv[1]
+train = load_fer2013(data, subset="Training")
+val = load_fer2013(data, subset="PublicTest")
+x, y = as_model_input(train.images[:2048]) / 255.0, train.labels[:2048]
+xv, yv = as_model_input(val.images[:512]) / 255.0, val.labels[:512]
+
+
+def build():
+    return keras.Sequential([
+        keras.Input((48, 48, 1)), keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+        keras.layers.BatchNormalization(),
+        keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(7, activation="softmax"),
+    ])
+
+
+recipe = dataclasses.replace(RECIPES["kemo"], batch_size=64, warmup_epochs=0,
+                             learning_rate=0.05)
+out = {}
+for distribute in (False, True):
+    _, state = fit_classifier(build, x, y, xv, yv, recipe=recipe, epochs=4,
+                              checkpoint_dir=f"{sys.argv[2]}/{distribute}",
+                              distribute=distribute, verbose=0)
+    out[str(distribute)] = state
+print(json.dumps({k: {"devices": s["devices"], "history": s["history"]}
+                  for k, s in out.items()}))
+"""
+
+
+def test_distributed_training_matches_one_device(shared_data, tmp_path):
+    """Two logical CPU devices, each batch split between them, against one device."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "distributed.py"
+    script.write_text(DISTRIBUTED_RUN)
+    done = subprocess.run([sys.executable, str(script), str(shared_data / "fer2013"),
+                           str(tmp_path / "runs")], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    one, two = runs["False"], runs["True"]
+    assert (one["devices"], two["devices"]) == (1, 2), f"devices used: {one['devices']}, " \
+        f"{two['devices']}"
+    for run in (one, two):
+        losses = [h["loss"] for h in run["history"]]
+        assert losses[-1] < losses[0], f"training did not lower the loss: {losses}"
+    last1, last2 = one["history"][-1], two["history"][-1]
+    assert abs(last1["loss"] - last2["loss"]) < 0.03, f"losses differ: {last1} vs {last2}"
+    assert abs(last1["val_accuracy"] - last2["val_accuracy"]) <= 0.05, (
+        f"PublicTest accuracy after the same steps differs: {last1} vs {last2}")

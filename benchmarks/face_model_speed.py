@@ -1,0 +1,58 @@
+"""Faces per second of the face model, as ``FaceEmotionClassifier.predict_proba`` gives them.
+
+Scores ``--n`` real FER2013 PublicTest faces with the default settings (``batch_size=256``
+images a pass: 128 faces and their mirror images, since flip averaging, the test-time
+augmentation, is on and counted) and without flip, best of
+``--repeats`` passes after a warm-up call, and, as the baseline measured in the same run, the
+bare network through ``model.predict`` (no flip) on the same faces.
+
+Usage (from the repository root)::
+
+    python benchmarks/face_model_speed.py --data ../shared/data/fer2013 [--weights NAME]
+"""
+
+import argparse
+import time
+
+
+def best_rate(function, faces, repeats):
+    function(faces[:32])  # warm-up: model loaded, functions traced
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function(faces)
+        best = min(best, time.perf_counter() - started)
+    return len(faces) / best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="FER2013 location (file or folder)")
+    parser.add_argument("--weights", default="fer2013_resnet10", help="face model")
+    parser.add_argument("--n", type=int, default=2048, help="faces per pass")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    from kemo.classifier import FaceEmotionClassifier
+    from kemo.datasets import load_fer2013
+
+    faces = load_fer2013(args.data, subset="PublicTest").images[:args.n]
+    default = FaceEmotionClassifier(weights=args.weights)
+    plain = FaceEmotionClassifier(weights=args.weights, flip=False)
+    model = default._model()
+    x = default.info_.preprocess(faces[..., None].astype("float32"))
+    rates = {
+        "predict_proba, default (flip)": best_rate(default.predict_proba, faces,
+                                                              args.repeats),
+        "predict_proba, flip=False": best_rate(plain.predict_proba, faces, args.repeats),
+        "baseline: model.predict(batch_size=256)": best_rate(
+            lambda f: model.predict(x[:len(f)], batch_size=256, verbose=0), faces, args.repeats),
+    }
+    base = rates["baseline: model.predict(batch_size=256)"]
+    print(f"{args.weights}, {len(faces)} FER2013 PublicTest faces, best of {args.repeats}")
+    for name, rate in rates.items():
+        print(f"{name:45s} {rate:7.0f} faces/s  ({rate / base:.2f}x baseline)")
+
+
+if __name__ == "__main__":
+    main()
