@@ -44,6 +44,8 @@ setup(
             "ipykernel>=6",
         ],
         "tutorials": ["jupyter>=1.0"],
+        # --scheduler / kemo.parallel: videos processed on a Dask cluster
+        "dask": ["dask[distributed]>=2024.1"],
     },
     entry_points={"console_scripts": ["kemo = kemo.cli:main"]},
     classifiers=[

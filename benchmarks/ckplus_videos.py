@@ -4,13 +4,22 @@
    printed line is one clip's label), scored against the clip labels. The clips hold 6 of
    FER's 7 classes (no Neutral, no contempt), so the score is also given with the Neutral
    column ignored.
-2. A recogniser fitted on the clips (aggregated ResNet-10 fc1 features + linear SVM), scored
-   with leave-one-subject-out folds: every clip is predicted by a model that never saw its
-   subject. Faces are found once (face finding learns nothing, so sharing it leaks nothing).
+2. Every pooling of the pretrained recogniser (``VideoEmotionRecognizer(pooling=...)``), on
+   the whole clips, on the clips cut to their second half (the emotion then fills the clip),
+   and on their first 3 frames, which are neutral in CK+ (a pooling must not invent an
+   emotion there). Faces come from the cache ``kemo predict`` wrote and the face model scores
+   each clip once; only the pooling changes between rows.
+3. A recogniser fitted on the clips (aggregated ResNet-10 fc1 features + linear SVM), scored
+   with leave-one-subject-out folds (:func:`kemo.protocols.cross_validate`, as ``kemo evaluate
+   --protocol loso``): every clip is predicted by a model that never saw its subject. Faces
+   are found once (face finding learns nothing, so sharing it leaks nothing). It is run twice:
+   with the face model as shipped, and fine-tuned in each fold on that fold's training faces
+   first (``finetune``, the paper's second step; ``--finetune-epochs``).
 
 Usage (from the repository root)::
 
     nice -n 10 python benchmarks/ckplus_videos.py [--data DIR] [--every K]
+        [--finetune-epochs N] [--fitted-only]
 
 ``--data`` defaults to ``$KEMO_DATA``, else ``../shared/data`` next to the checkout.
 """
@@ -60,23 +69,69 @@ def pretrained(paths, labels, every, cache):
     return seven, six, seconds
 
 
-def fitted(paths, labels, subjects, every, cache):
-    """Leave-one-subject-out predictions of a fitted recogniser."""
-    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
+def poolings(paths, labels, every, cache):
+    """Accuracy of every pooling on the whole clips, their second halves and their onsets.
 
-    from kemo.evaluation import evaluate
+    Returns the table's lines (Markdown) and whether the default pooling applied here gave the
+    same labels as ``kemo predict``.
+    """
     from kemo.recognizer import VideoEmotionRecognizer
+    from kemo.timeline import DEFAULT_POOLING, NEUTRAL, POOLINGS, pool
 
     rec = VideoEmotionRecognizer()
+    prep = rec.face_preprocessor().set_params(detect_every=every, cache_dir=cache).fit()
+    faces = prep.transform(list(paths))  # from the cache written by `kemo predict`
+    analyses = [rec.analyze(found) for found in faces]  # the face model runs once per clip
+    cuts = {  # rows kept of each clip, and the true label of the cut clips
+        "whole clips": (lambda a: np.ones(len(a.frame_indices), bool), labels),
+        "second halves": (lambda a: a.frame_indices >= a.frames_read // 2, labels),
+        "onsets (first 3 frames, Neutral)": (lambda a: a.frame_indices < 3,
+                                            np.full(len(labels), NEUTRAL)),
+    }
+    rows = [("last 3 frames (reads the CK+ order; not offered)",
+             lambda p, t: p[-3:].mean(axis=0))]
+    rows = [(name, lambda p, t, name=name: pool(p, name, t)) for name in POOLINGS] + rows
+    header = ["pooling"] + [f"{cut} (7 classes / no Neutral)" for cut in list(cuts)[:2]] + [
+        list(cuts)[2]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, method in rows:
+        cells = [f"`{name}`" + (" (default)" if name == DEFAULT_POOLING else "")]
+        for cut, (keep, truth) in cuts.items():
+            proba = []
+            for a in analyses:
+                rows_kept = keep(a)
+                proba.append(method(a.frame_probabilities[rows_kept].astype(np.float64),
+                                    a.frame_indices[rows_kept] / a.fps))
+            proba = np.array(proba)
+            seven = 100 * np.mean(proba.argmax(axis=1) == truth)
+            if cut.startswith("onsets"):
+                cells.append(f"{seven:.1f}")
+            else:
+                six = 100 * np.mean(proba[:, :NEUTRAL].argmax(axis=1) == truth)
+                cells.append(f"{seven:.1f} / {six:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    default = np.array([a.probabilities.argmax() for a in analyses])
+    applied = np.array([pool(a.frame_probabilities, DEFAULT_POOLING,
+                             a.frame_indices / a.fps).argmax() for a in analyses])
+    return lines, bool(np.array_equal(default, applied))
+
+
+def fitted(paths, labels, subjects, every, cache, finetune=None):
+    """Leave-one-subject-out predictions of a fitted recogniser (``finetune``: its setting)."""
+    from kemo.evaluation import evaluate
+    from kemo.protocols import cross_validate
+    from kemo.recognizer import VideoEmotionRecognizer
+
+    rec = VideoEmotionRecognizer(finetune=finetune)
     prep = rec.face_preprocessor().set_params(detect_every=every, cache_dir=cache).fit()
     start = time.perf_counter()
     faces = prep.transform(list(paths))  # from the cache written by `kemo predict`
     rec.set_params(faces=prep)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        predicted = cross_val_predict(rec, faces, labels, groups=subjects,
-                                      cv=LeaveOneGroupOut())
+        result = cross_validate(rec, faces, labels, subjects, "loso")
     seconds = time.perf_counter() - start
+    predicted = result.classes[result.proba.argmax(axis=1)]
     report = evaluate(labels, predicted)  # the 6 classes present, FER names
     return report, seconds
 
@@ -85,9 +140,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="data root or the ckplus_emopy folder")
     parser.add_argument("--every", type=int, default=5, help="face detection every K frames")
+    parser.add_argument("--finetune-epochs", type=int, default=3,
+                        help="epochs of the fine-tuned row (default 3, kemo's default)")
+    parser.add_argument("--fitted-only", action="store_true",
+                        help="only the fitted recogniser, with and without fine-tuning")
     args = parser.parse_args()
 
     from kemo.datasets import load_ckplus
+    from kemo.timeline import DEFAULT_POOLING
 
     ck = load_ckplus(data_root(args.data))
     paths, labels = [str(p) for p in ck.paths], ck.labels
@@ -95,16 +155,29 @@ def main():
     print(f"CK+ clips: {len(paths)} videos, {n_subjects} subjects, classes "
           f"{sorted(set(labels.tolist()))} (FER ids; no Neutral, no contempt)\n")
     with tempfile.TemporaryDirectory() as cache:
-        seven, six, seconds = pretrained(paths, labels, args.every, cache)
-        print(f"\npretrained default (mean of frame probabilities), kemo predict: "
-              f"{100 * seven:.2f} % ({round(seven * len(paths))}/{len(paths)}) over FER's 7 "
-              f"classes; {100 * six:.2f} % with the Neutral column ignored; {seconds:.1f} s\n")
-        report, seconds = fitted(paths, labels, ck.subjects, args.every, cache)
-    print(f"fitted recogniser (ResNet-10 fc1, mean + variance aggregation, linear SVM), "
-          f"leave-one-subject-out ({n_subjects} folds): {100 * report.accuracy:.2f} % "
-          f"({round(report.accuracy * len(paths))}/{len(paths)}), mean class accuracy "
-          f"{100 * report.mean_class_accuracy:.2f} %; {seconds:.1f} s")
-    print(report)
+        if not args.fitted_only:
+            seven, six, seconds = pretrained(paths, labels, args.every, cache)
+            print(f"\npretrained default ({DEFAULT_POOLING} pooling of the frame probabilities), "
+                  f"kemo predict: {100 * seven:.2f} % ({round(seven * len(paths))}/{len(paths)}) "
+                  f"over FER's 7 classes; {100 * six:.2f} % with the Neutral column ignored; "
+                  f"{seconds:.1f} s\n")
+            start = time.perf_counter()
+            table, same = poolings(paths, labels, args.every, cache)
+            print(f"pooling of the pretrained recogniser, accuracy (%) on the {len(paths)} "
+                  f"clips ({time.perf_counter() - start:.1f} s; the default here gives kemo "
+                  f"predict's labels: {same}):")
+            print("\n".join(table) + "\n")
+        rows = {"face model as shipped": None,
+                f"face model fine-tuned in each fold ({args.finetune_epochs} epochs)":
+                    {"epochs": args.finetune_epochs}}
+        for name, finetune in rows.items():
+            report, seconds = fitted(paths, labels, ck.subjects, args.every, cache, finetune)
+            print(f"fitted recogniser (ResNet-10 fc1, mean + variance aggregation, linear SVM), "
+                  f"{name}, leave-one-subject-out ({n_subjects} folds): "
+                  f"{100 * report.accuracy:.2f} % ({round(report.accuracy * len(paths))}/"
+                  f"{len(paths)}), mean class accuracy {100 * report.mean_class_accuracy:.2f} %; "
+                  f"{seconds:.1f} s")
+            print(report, "\n")
     print(f"\nchance: {100 / len(set(labels.tolist())):.2f} % (6 classes); majority class "
           f"{100 * np.bincount(labels).max() / len(labels):.2f} %")
 

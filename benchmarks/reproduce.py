@@ -379,7 +379,8 @@ def table1(data_root, cfg, cache, out, log):
 
         t = time.time()
         extractor = FrameFeatureExtractor(functools.partial(VGGFace, weights="vggface"),
-                                          layer="fc6", preprocess="vggface", batch_size=32).fit()
+                                          layer="fc6_relu", preprocess="vggface",
+                                          batch_size=32).fit()  # Caffe's fc6: after the ReLU
         acc, report = linear_probe(
             extractor, (train.images[:cfg.probe_train], train.labels[:cfg.probe_train]),
             (val.images[:cfg.probe_val], val.labels[:cfg.probe_val]))

@@ -55,6 +55,9 @@ _EXPORTS = {
     "VideoAnalysis": "kemo.recognizer",
     "TrackResult": "kemo.recognizer",
     "VideoFailure": "kemo.recognizer",
+    "LiveStream": "kemo.live",
+    "LiveResult": "kemo.live",
+    "LiveFace": "kemo.live",
     "ClipFeatureExtractor": "kemo.temporal",
     "SequenceClassifier": "kemo.temporal",
     "to_sequences": "kemo.temporal",
@@ -77,8 +80,8 @@ _EXPORTS = {
 
 _SUBMODULES = (
     "aggregation", "classifier", "classifiers", "datasets", "errors", "evaluation", "faces",
-    "features", "fusion", "models", "plotting", "protocols", "recognizer", "temporal",
-    "training", "video", "weights",
+    "features", "fusion", "live", "models", "plotting", "protocols", "recognizer", "temporal",
+    "timeline", "training", "video", "weights",
 )
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)

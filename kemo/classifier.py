@@ -1,17 +1,21 @@
 """FaceEmotionClassifier: kemo's pretrained per-face emotion model, scikit-learn style."""
 
 import dataclasses
+import threading
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 
+from kemo._tensorflow import import_quietly
 from kemo.datasets import CLASS_NAMES
 from kemo.errors import InputError, WeightsError
 
+import_quietly()  # before fit first imports Keras
+
 DEFAULT_WEIGHTS = "fer2013_resnet10"
-# Faces turned into model input at a time: the float32 copies of a whole long video's faces
-# would grow memory with its length (about 31 KB per 48x48 face).
-_CHUNK = 1024
+# Serialises the lazy loading of models: a classifier shared between threads (a live reader, a
+# pool of workers) must be built once, and never be seen half-built.
+_BUILD_LOCK = threading.RLock()
 
 
 class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -25,12 +29,16 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     Args:
         weights: Registered weights name (default: the shipped FER2013
             ResNet-10; any registered entry with a classifier top works) or
-            the path of a ``.keras`` model file, loaded in Keras safe mode and
-            fed like the default (gray or RGB pixels scaled to 0..1).
+            the path of a face model file: the ``fer2013_resnet10.weights.h5``
+            that ``kemo train fer2013`` exports (a ResNet-10 like the shipped
+            one) or a whole ``.keras`` model (e.g. a run's ``best.keras``,
+            loaded in Keras safe mode). Files are fed like the default (gray or
+            RGB pixels scaled to 0..1); ``info_.sha256`` identifies the file.
         flip: Average the predictions of each face and its mirror image
             (test-time augmentation; +2.0 points on FER2013 PublicTest with the shipped model:
             66.90 % against 64.86 %).
-        batch_size: Faces per forward pass.
+        batch_size: Images per forward pass (with ``flip``, half of them are the mirror
+            images).
 
     Attributes:
         classes_: Class ids ``0..6`` in FER2013 order.
@@ -53,10 +61,17 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         Returns:
             self
         """
-        self.model_, self.info_ = _load(self.weights)
-        self.classes_ = np.arange(self.model_.output_shape[-1])
+        import keras
+
+        model, self.info_ = _load(self.weights)
+        self.classes_ = np.arange(model.output_shape[-1])
         self.class_names_ = tuple(self.info_.class_names or CLASS_NAMES)
-        self.n_features_in_ = int(np.prod(self.model_.input_shape[1:]))
+        self.n_features_in_ = int(np.prod(model.input_shape[1:]))
+        names = {layer.name for layer in model.layers}
+        # probabilities and fc1 features in one forward pass (a model file may lack fc1)
+        self.outputs_model_ = keras.Model(
+            model.inputs, [model.output, model.get_layer("fc1").output]) if "fc1" in names else None
+        self.model_ = model  # last: _model() takes model_ for a finished fit
         return self
 
     def __sklearn_is_fitted__(self):
@@ -65,7 +80,9 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def _model(self):
         if not hasattr(self, "model_"):
-            self.fit()
+            with _BUILD_LOCK:
+                if not hasattr(self, "model_"):  # another thread may have loaded it meanwhile
+                    self.fit()
         return self.model_
 
     def _checked(self, faces):
@@ -89,19 +106,30 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return faces
 
     def _run(self, faces, model):
-        """``model`` on checked faces (and their mirror images), a chunk of faces at a time."""
+        """The outputs of ``model`` (a list, one array per output) for checked faces.
+
+        With ``flip``, each face and its mirror image go through the same forward pass and
+        their outputs are averaged. Batches go to ``predict_on_batch``: ``predict`` rebuilds
+        its data pipeline on every call, which costs more than the network itself on the few
+        faces of a short clip. One batch of float32 input is held at a time, so memory does
+        not grow with the length of a video.
+        """
         from kemo.features import fit_faces
 
+        step = max(1, int(self.batch_size) // 2) if self.flip else int(self.batch_size)
         outs = []
-        for start in range(0, len(faces), _CHUNK):
-            x = self.info_.preprocess(fit_faces(faces[start:start + _CHUNK],
-                                                self._model().input_shape[1:]))
-            out = model.predict(x, batch_size=self.batch_size, verbose=0)
+        for start in range(0, len(faces), step):
+            x = self.info_.preprocess(fit_faces(faces[start:start + step],
+                                                model.input_shape[1:]))
+            n = len(x)
             if self.flip:
-                out = (out + model.predict(x[:, :, ::-1], batch_size=self.batch_size,
-                                           verbose=0)) / 2
-            outs.append(out.astype("float32"))
-        return np.concatenate(outs)
+                x = np.concatenate([x, x[:, :, ::-1]])
+            batch = model.predict_on_batch(x)
+            batch = batch if isinstance(batch, (list, tuple)) else [batch]
+            if self.flip:
+                batch = [(out[:n] + out[n:]) / 2 for out in batch]
+            outs.append([np.asarray(out, "float32") for out in batch])
+        return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
 
     def predict_proba(self, faces):
         """Emotion probabilities of face crops.
@@ -120,7 +148,7 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         model = self._model()
         if len(faces) == 0:
             return np.zeros((0, len(self.classes_)), "float32")
-        return self._run(faces, model)
+        return self._run(faces, model)[0]
 
     def predict(self, faces):
         """Most probable class id of each face (see ``class_names_``)."""
@@ -129,36 +157,57 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, faces):
         """Penultimate-layer (``fc1``, 512-d) features of each face, for aggregation."""
-        import keras
+        return self.predict_proba_and_transform(faces)[1]
 
-        model = self._model()
+    def predict_proba_and_transform(self, faces):
+        """:meth:`predict_proba` and :meth:`transform` of the same faces, in one forward pass.
+
+        What a video's timeline and its aggregated features need, for half the cost of the
+        two calls.
+
+        Args:
+            faces: as :meth:`predict_proba`.
+
+        Returns:
+            tuple: float32 probabilities ``(N, 7)`` and ``fc1`` features ``(N, 512)``.
+
+        Raises:
+            kemo.errors.InputError: On a wrong shape, dtype or non-finite values.
+            kemo.errors.WeightsError: The model has no ``fc1`` layer.
+        """
+        self._model()
         faces = self._checked(faces)
-        if not hasattr(self, "embedder_"):
-            self.embedder_ = keras.Model(model.inputs, model.get_layer("fc1").output)
+        if self.outputs_model_ is None:
+            raise WeightsError(f"{self.info_.name}: the model has no 'fc1' layer, so it gives "
+                               f"no features; use a ResNet-10 face model")
         if len(faces) == 0:
-            return np.zeros((0, self.embedder_.output_shape[-1]), "float32")
-        return self._run(faces, self.embedder_)
+            return tuple(np.zeros((0, out.shape[-1]), "float32")
+                         for out in self.outputs_model_.outputs)
+        proba, features = self._run(faces, self.outputs_model_)
+        return proba, features
 
 
 def _load(weights):
-    """Return ``(model, weights entry)`` for a registered name or a ``.keras`` file."""
-    import os
-
+    """Return ``(model, weights entry)`` for a registered name or a face model file."""
     from kemo import models
     from kemo import weights as registry
 
-    if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
-        if not str(weights).endswith(".keras"):
-            raise WeightsError(f"{weights}: FaceEmotionClassifier loads registered weights "
-                               "names or whole .keras model files")
-        from kemo.features import load_keras_file
-
-        model = load_keras_file(weights)
+    path = registry.model_file(weights)
+    if path is not None:
         default = registry.get(DEFAULT_WEIGHTS)
-        info = dataclasses.replace(default, name=str(weights), input_shape=model.input_shape[1:],
+        if path.name.endswith(".keras"):
+            from kemo.features import load_keras_file
+
+            model = load_keras_file(path)
+        else:  # weights only: the architecture is the shipped model's, which `kemo train` trains
+            model = models.ResNet10(weights=str(path), input_shape=default.input_shape,
+                                    classes=default.classes)
+        # fed like the shipped model; the sha256 identifies the file in saved recognisers
+        info = dataclasses.replace(default, name=str(path), filename=path.name,
+                                   sha256=registry.sha256(path), input_shape=model.input_shape[1:],
                                    color="gray" if model.input_shape[-1] == 1 else "rgb",
                                    classes=model.output_shape[-1], class_names=None,
-                                   shipped=False, sha256=None, card=None, metrics={})
+                                   shipped=False, card=None, metrics={})
         return model, info
     info = registry.get(weights)
     if not info.include_top or not info.classes:

@@ -17,13 +17,16 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from kemo._folds import split
+
 __all__ = ["LinearSVMClassifier"]
 
-_CALIBRATIONS = ("sigmoid", "isotonic", "softmax")
+_CALIBRATIONS = ("auto", "sigmoid", "isotonic", "softmax")
 
 
 def _uses_softmax(estimator):
-    return estimator.calibration == "softmax"
+    # after fit, the method "auto" chose; before, the one asked for
+    return getattr(estimator, "calibration_", estimator.calibration) == "softmax"
 
 
 class LinearSVMClassifier(ClassifierMixin, BaseEstimator):
@@ -34,10 +37,21 @@ class LinearSVMClassifier(ClassifierMixin, BaseEstimator):
         calibration: how scores become probabilities. ``"sigmoid"`` (Platt scaling) or
             ``"isotonic"``: ``CalibratedClassifierCV`` with ``cv`` folds, each fold's SVM
             calibrated on its held-out part, and the folds' probabilities averaged (``cv`` SVM
-            fits in all). ``"softmax"``: one SVM on all data and a softmax of
-            its one-vs-rest scores (fast, ranks like the SVM, but not calibrated: the
-            probabilities are flat because hinge-loss margins are about +-1).
-        cv: folds for the calibration (int or a scikit-learn splitter).
+            fits in all); every class needs ``cv`` samples, else ``fit`` raises.
+            ``"softmax"``: one SVM on all data and a softmax of its one-vs-rest scores (fast,
+            ranks like the SVM, but not calibrated: the probabilities are flat because
+            hinge-loss margins are about +-1). ``"auto"`` (default): ``"sigmoid"``, or
+            ``"softmax"`` when ``cv`` is an int larger than the smallest class (a splitter
+            given as ``cv`` always gets ``"sigmoid"``); the method used is ``calibration_``.
+            The default is ``"auto"`` so that the classifier fits inside a cross-validation or
+            a grid search whose training folds are small: with 40 CK+ clips of 6 emotions,
+            ``GroupKFold(5)`` leaves some class with 2 clips in a training fold, and a fixed
+            sigmoid calibration failed every fit of ``GridSearchCV`` (all scores NaN). Ask for
+            ``"sigmoid"`` to get an error instead.
+        cv: folds for the calibration (int or a scikit-learn splitter). An int gives
+            stratified folds, or ``GroupKFold`` folds when ``fit`` gets ``groups``: with
+            several clips of one person, calibrating on folds that share people would make the
+            probabilities overconfident.
         class_weight: as in ``LinearSVC`` (``None`` or ``"balanced"`` or a dict).
         dual: liblinear solver, as in ``LinearSVC``. The default primal Newton solver
             (``False``) converges in about 10 iterations on aggregated features even at large
@@ -51,6 +65,7 @@ class LinearSVMClassifier(ClassifierMixin, BaseEstimator):
 
     Attributes:
         classes_: the class labels.
+        calibration_: the calibration used (``calibration``, with ``"auto"`` resolved).
         estimator_: the fitted ``LinearSVC`` (softmax) or ``CalibratedClassifierCV``.
         n_features_in_: number of input features.
         n_iter_: largest number of solver iterations over the SVMs fitted.
@@ -61,7 +76,7 @@ class LinearSVMClassifier(ClassifierMixin, BaseEstimator):
         >>> GridSearchCV(model, {"linearsvmclassifier__C": [0.01, 0.1, 1]})  # doctest: +SKIP
     """
 
-    def __init__(self, C=1.0, calibration="sigmoid", cv=3, class_weight=None, dual=False,
+    def __init__(self, C=1.0, calibration="auto", cv=3, class_weight=None, dual=False,
                  max_iter=1000, tol=1e-4, random_state=None):
         self.C = C
         self.calibration = calibration
@@ -72,19 +87,22 @@ class LinearSVMClassifier(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, groups=None):
         """Fit the SVM(s) and the calibration.
 
         Args:
             X: features ``(n_samples, n_features)`` (dense or sparse).
             y: class labels ``(n_samples,)``.
             sample_weight: optional per-sample weights.
+            groups: group of each sample (e.g. subject ids), or None: the calibration folds
+                then keep each group on one side (see ``cv``).
 
         Returns:
             self.
 
         Raises:
-            ValueError: a bad parameter, or too few samples of a class for ``cv`` folds.
+            ValueError: a bad parameter, (``"sigmoid"``, ``"isotonic"``) too few samples
+                of a class for ``cv`` folds, or ``groups`` that do not fit ``y``.
         """
         if self.calibration not in _CALIBRATIONS:
             raise ValueError(f"calibration must be one of {_CALIBRATIONS}; got "
@@ -95,13 +113,19 @@ class LinearSVMClassifier(ClassifierMixin, BaseEstimator):
         if self.classes_.size < 2:
             raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier needs "
                              f"at least 2")
+        self.calibration_ = self.calibration
+        if self.calibration == "auto":
+            counts = np.unique(y, return_counts=True)[1]
+            enough = not isinstance(self.cv, (int, np.integer)) or counts.min() >= self.cv
+            self.calibration_ = "sigmoid" if enough else "softmax"
         svm = LinearSVC(C=self.C, class_weight=self.class_weight, dual=self.dual,
                         max_iter=self.max_iter, tol=self.tol, random_state=self.random_state)
-        if self.calibration == "softmax":
+        if self.calibration_ == "softmax":
             self.estimator_ = svm.fit(X, y, sample_weight=sample_weight)
             self.n_iter_ = int(svm.n_iter_)
         else:
-            self.estimator_ = CalibratedClassifierCV(svm, method=self.calibration, cv=self.cv)
+            cv = self.cv if groups is None else split(self.cv, X, y, groups)
+            self.estimator_ = CalibratedClassifierCV(svm, method=self.calibration_, cv=cv)
             self.estimator_.fit(X, y, sample_weight=sample_weight)
             self.n_iter_ = int(max(c.estimator.n_iter_
                                    for c in self.estimator_.calibrated_classifiers_))
@@ -109,7 +133,7 @@ class LinearSVMClassifier(ClassifierMixin, BaseEstimator):
 
     @available_if(_uses_softmax)
     def decision_function(self, X):
-        """One-vs-rest SVM scores (``calibration="softmax"`` only).
+        """One-vs-rest SVM scores (only where the softmax calibration is used).
 
         Returns:
             ``(n_samples, n_classes)``, or ``(n_samples,)`` for two classes.
@@ -126,7 +150,7 @@ class LinearSVMClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", reset=False)
-        if self.calibration != "softmax":
+        if self.calibration_ != "softmax":
             return self.estimator_.predict_proba(X)
         scores = self.estimator_.decision_function(X)
         if scores.ndim == 1:

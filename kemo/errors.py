@@ -37,3 +37,19 @@ class BackendError(KemoError, RuntimeError):
 
 class VideoWriteError(KemoError, OSError):
     """A video file cannot be written (missing folder, or a codec OpenCV lacks)."""
+
+
+def one_line(error, source=None):
+    """The message of ``error`` on one line, led by ``source`` unless it already names it.
+
+    Args:
+        error: an exception or a message.
+        source: what failed (a file path...), or None.
+
+    Returns:
+        str: e.g. ``"clip.avi: no face found in any of the 15 frames read"``, the path once.
+    """
+    text = " ".join(str(error).split()) or type(error).__name__
+    if source is None or str(source) in text:
+        return text
+    return f"{source}: {text}"

@@ -14,9 +14,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from kemo._tensorflow import import_quietly
 from kemo.errors import InputError, WeightsError
 
 __all__ = ["FrameFeatureExtractor", "fit_faces"]
+
+import_quietly()  # before this module's functions first import Keras
 
 #: BT.601 luma weights (RGB -> gray), as cv2.COLOR_RGB2GRAY.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

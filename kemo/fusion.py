@@ -30,16 +30,24 @@ from numbers import Integral
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
-from sklearn.model_selection import check_cv, cross_val_predict
-from sklearn.utils import Bunch, _safe_indexing, assert_all_finite, check_random_state, get_tags
+from sklearn.utils import (
+    Bunch,
+    _safe_indexing,
+    assert_all_finite,
+    check_random_state,
+    get_tags,
+    indexable,
+)
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_array,
     check_is_fitted,
     column_or_1d,
+    has_fit_parameter,
     validate_data,
 )
 
+from kemo._folds import split
 from kemo.errors import InputError
 
 __all__ = ["FusionClassifier", "Views", "select_view"]
@@ -107,6 +115,13 @@ class Views:
         return f"Views({parts})"
 
 
+def _fit(est, X, y, groups):
+    """``est.fit(X, y)``, with ``groups`` when given and ``est.fit`` takes them."""
+    if groups is not None and has_fit_parameter(est, "groups"):
+        return est.fit(X, y, groups=groups)
+    return est.fit(X, y)
+
+
 def _num_rows(value):
     shape = getattr(value, "shape", None)
     if shape is not None and len(shape):
@@ -172,7 +187,7 @@ class FusionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     * ``None``: equal weights;
     * a list, one weight per member (e.g. the paper's ``[0.5, 0.25, 0.25]``);
     * ``"search"``: the members are cross-validated on the training data (``cv`` folds,
-      grouped when ``fit`` gets ``groups``), and the weights maximising ``scoring`` of the fused
+      grouped whenever ``fit`` gets ``groups``), and the weights maximising ``scoring`` of the fused
       out-of-fold probabilities are kept among the one-member corners, equal weights and
       ``n_iter`` random points of the simplex (Dirichlet(1)). The members are then refitted on
       all data. The corners are candidates, so on the out-of-fold data the fusion is never worse
@@ -184,8 +199,9 @@ class FusionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         estimators: list of ``(name, estimator, view)`` (or ``(name, estimator)`` for the whole
             ``X``); every estimator needs ``predict_proba``. See the module docstring for views.
         weights: None, a list of non-negative numbers, or ``"search"``.
-        cv: folds for ``weights="search"``: an int (stratified k-fold), or a splitter such as
-            ``GroupKFold`` (then pass ``groups`` to ``fit``).
+        cv: folds for ``weights="search"``: an int (stratified k-fold without groups,
+            ``GroupKFold(min(cv, n_groups))`` when ``fit`` gets ``groups``), or a splitter such
+            as ``GroupKFold`` (then pass ``groups`` to ``fit``).
         n_iter: random simplex points tried by the search.
         scoring: ``"accuracy"`` (ties broken by log-loss) or ``"neg_log_loss"``.
         random_state: seed of the random search (int, RandomState or None).
@@ -300,8 +316,10 @@ class FusionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         Args:
             X: the input every member's view reads (see the module docstring).
             y: class labels, one per sample.
-            groups: group labels for a grouped ``cv`` (e.g. subject ids), used by
-                ``weights="search"``. Inside ``GridSearchCV`` enable metadata routing and call
+            groups: group labels (e.g. subject ids): the folds of ``weights="search"`` keep
+                each group on one side, and members whose ``fit`` takes ``groups`` (e.g.
+                :class:`kemo.LinearSVMClassifier`, for its calibration folds) get them in every
+                fit. Inside ``GridSearchCV`` enable metadata routing and call
                 ``fusion.set_fit_request(groups=True)`` to receive them.
 
         Returns:
@@ -319,6 +337,10 @@ class FusionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_classification_targets(y)
         if _num_rows(X) != len(y):
             raise InputError(f"X has {_num_rows(X)} samples but y has {len(y)}")
+        if groups is not None:
+            groups = column_or_1d(groups)
+            if len(groups) != len(y):
+                raise InputError(f"groups has {len(groups)} labels but y has {len(y)}")
         self.classes_ = np.unique(y)
         if self.classes_.size < 2 and not self.prefit:
             raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier "
@@ -338,9 +360,8 @@ class FusionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 probas = [self._aligned(est, v)
                           for est, v in zip(self.estimators_, views, strict=True)]
             else:
-                splits = list(check_cv(self.cv, y, classifier=True).split(
-                    np.zeros((len(y), 1)), y, groups))
-                probas = [cross_val_predict(clone(est), v, y, cv=splits, method="predict_proba")
+                splits = split(self.cv, np.zeros((len(y), 1)), y, groups)
+                probas = [self._out_of_fold(est, v, y, splits, groups)
                           for (_, est, _), v in zip(members, views, strict=True)]
             self.weights_, self.search_results_ = self._search(members, np.stack(probas), y)
         elif self.weights is None:
@@ -349,11 +370,29 @@ class FusionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             w = np.asarray(self.weights, dtype=float)
             self.weights_ = w / w.sum()
         if not self.prefit:
-            self.estimators_ = [clone(est).fit(v, y)
+            self.estimators_ = [_fit(clone(est), v, y, groups)
                                 for (_, est, _), v in zip(members, views, strict=True)]
         self.named_estimators_ = Bunch(**{name: est for (name, _, _), est
                                           in zip(members, self.estimators_, strict=True)})
         return self
+
+    def _out_of_fold(self, est, X_view, y, splits, groups):
+        """Probabilities of each sample from a copy of ``est`` fitted on the other folds.
+
+        As ``cross_val_predict``, but the members that take ``groups`` get them in every fit.
+        """
+        X_view = indexable(X_view)[0]  # e.g. sparse matrices in a format without row slicing
+        tested = np.zeros(len(y), int)
+        proba = np.zeros((len(y), self.classes_.size))
+        for train, test in splits:
+            fold = _fit(clone(est), _safe_indexing(X_view, train), y[train],
+                        None if groups is None else groups[train])
+            proba[test] = self._aligned(fold, _safe_indexing(X_view, test))
+            tested[test] += 1
+        if (tested != 1).any():
+            raise ValueError("cv must put every sample in exactly one test fold (a partition) "
+                             "for the weight search")
+        return proba
 
     def _check_weights(self, members):
         if isinstance(self.weights, str):

@@ -27,6 +27,7 @@ __all__ = [
     "plot_detections",
     "plot_history",
     "plot_per_class",
+    "plot_segments",
     "plot_timeline",
     "show_faces",
 ]
@@ -287,27 +288,68 @@ def plot_history(history, metrics=("loss", "accuracy"), title=None):
     return fig
 
 
+def _analysis_track(result, track):
+    """``(face, class names, times in seconds)`` of one face of a VideoAnalysis, or raise."""
+    tracks = getattr(result, "tracks", None)
+    if tracks is None or not hasattr(result, "fps"):
+        raise InputError(f"result must be a VideoAnalysis (VideoEmotionRecognizer.analyze); "
+                         f"got {type(result).__name__}")
+    if isinstance(track, bool) or not isinstance(track, int) or not 0 <= track < len(tracks):
+        raise InputError(f"track must be an index into the {len(tracks)} track(s) of the "
+                         f"analysis; got {track!r}")
+    face = tracks[track]
+    times = np.asarray(face.frame_indices, dtype=np.float64) / float(result.fps)
+    return face, tuple(result.timeline_class_names), times
+
+
+def _runs(x, step):
+    """Slices of the rows with no gap inside: a gap is a step over 1.5 sampling steps."""
+    breaks = np.flatnonzero(np.diff(x) > 1.5 * step) + 1
+    edges = [0, *breaks.tolist(), len(x)]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
 def plot_timeline(probabilities, times=None, class_names=CLASS_NAMES, ax=None, stacked=True,
-                  title=None, xlabel=None):
+                  title=None, xlabel=None, track=0):
     """Emotion probabilities along a video: what the model sees, frame by frame.
 
+    Each row stands for the time to the next one read (one sampling step: the median step
+    between rows), so a stretch without a face (a step longer than 1.5 sampling steps) is
+    left blank, not bridged by a straight line.
+
     Args:
-        probabilities: ``(T, K)`` class probabilities, one row per analysed frame.
+        probabilities: ``(T, K)`` class probabilities, one row per analysed frame; or a
+            :class:`kemo.VideoAnalysis`, whose face ``track`` is drawn in seconds.
         times: ``(T,)`` position of each row (seconds or frame indices), increasing; default:
-            ``0..T-1``.
-        class_names: ``K`` names, in column order.
+            ``0..T-1``. Not with an analysis (it has its own).
+        class_names: ``K`` names, in column order (an analysis has its own).
         ax: Axes to draw in; default: a new figure.
         stacked: stacked areas (rows summing to 1 fill the plot) instead of one line per class.
-        title: title; default: the emotion with the highest mean probability.
-        xlabel: label of the time axis; default: ``"frame"`` without ``times``, else
+        title: title; default: the emotion with the highest mean probability (and the face's
+            track id, for an analysis).
+        xlabel: label of the time axis; default: ``"analysed frame"`` without ``times``, else
             ``"time (s)"``.
+        track: with an analysis, which of its faces: an index into ``result.tracks`` (0: the
+            main face).
 
     Returns:
         matplotlib.figure.Figure
 
     Raises:
-        InputError: a shape mismatch, non-finite values, or times that go backwards.
+        InputError: a shape mismatch, non-finite values, times that go backwards, or a bad
+            ``track``.
+
+    Example:
+        >>> result = rec.analyze("clip.mp4")  # doctest: +SKIP
+        >>> plot_timeline(result)  # doctest: +SKIP
     """
+    name = ""
+    if hasattr(probabilities, "tracks"):  # a VideoAnalysis
+        if times is not None:
+            raise InputError("times: an analysis has its own (frame indices over fps); "
+                             "pass times only with a probability array")
+        face, class_names, times = _analysis_track(probabilities, track)
+        probabilities, name = face.frame_probabilities, f"face {face.track_id}: "
     proba = np.asarray(probabilities, dtype=np.float64)
     if proba.ndim != 2 or proba.shape[0] == 0:
         raise InputError(f"probabilities must be (T, K) with T >= 1; got shape {proba.shape}")
@@ -318,31 +360,78 @@ def plot_timeline(probabilities, times=None, class_names=CLASS_NAMES, ax=None, s
         raise InputError("probabilities contain NaN or inf")
     if times is None:
         x = np.arange(len(proba), dtype=np.float64)
-        xlabel = xlabel or "frame"
+        xlabel = xlabel or "analysed frame"
     else:
         x = np.asarray(times, dtype=np.float64)
         if x.shape != (len(proba),):
             raise InputError(f"times has shape {x.shape}; expected ({len(proba)},), one per row")
-        if np.any(np.diff(x) < 0):
-            raise InputError("times must be increasing")
+        if not np.isfinite(x).all() or np.any(np.diff(x) < 0):
+            raise InputError("times must be finite and increasing")
         xlabel = xlabel or "time (s)"
+    steps = np.diff(x)
+    step = float(np.median(steps)) if len(steps) and np.median(steps) > 0 else 1.0
     fig, ax = _axes(ax, 8.0, 3.2)
     colors = [_color(i) for i in range(len(class_names))]
-    if stacked:
-        ax.stackplot(x, proba.T, labels=class_names, colors=colors, alpha=0.85)
-        ax.set_ylim(0, max(1.0, float(proba.sum(axis=1).max())))
-    else:
-        for i, name in enumerate(class_names):
-            ax.plot(x, proba[:, i], label=name, color=colors[i])
-        ax.set_ylim(0, 1)
-    if len(x) > 1:
-        ax.set_xlim(x[0], x[-1])
+    for i, run in enumerate(_runs(x, step)):
+        # the run's last row holds until one step later, so a lone row is drawn too
+        xs = np.append(x[run], x[run][-1] + step)
+        ps = np.vstack([proba[run], proba[run][-1:]])
+        labels = class_names if i == 0 else [None] * len(class_names)
+        if stacked:
+            ax.stackplot(xs, ps.T, labels=labels, colors=colors, alpha=0.85)
+        else:
+            for j, label in enumerate(labels):
+                ax.plot(xs, ps[:, j], label=label, color=colors[j])
+    ax.set_ylim(0, max(1.0, float(proba.sum(axis=1).max())) if stacked else 1)
+    ax.set_xlim(x[0], x[-1] + step)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("probability")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     top = class_names[int(np.argmax(proba.mean(axis=0)))]
-    ax.set_title(title if title is not None else f"mostly {top}")
+    ax.set_title(title if title is not None else f"{name}mostly {top}")
     fig.tight_layout()
+    return fig
+
+
+def plot_segments(result, track=0, smoothed=True, ax=None, title=None):
+    """A face's emotion timeline in seconds, with its emotion segments shaded.
+
+    Each segment of the face (:func:`kemo.timeline.find_segments`, as
+    :meth:`kemo.VideoEmotionRecognizer.analyze` gives them) is shaded in its emotion's colour
+    and named at the top; one line per class shows the probabilities the segments come from,
+    with gaps where the face was not found (as :func:`plot_timeline`).
+
+    Args:
+        result: a :class:`kemo.VideoAnalysis`.
+        track: which of its faces: an index into ``result.tracks`` (0: the main face).
+        smoothed: draw the smoothed timeline the segments are cut from
+            (:func:`kemo.timeline.smooth`) instead of the raw frame probabilities.
+        ax: Axes to draw in; default: a new figure.
+        title: title; default: the face's track id and its segments' labels in order.
+
+    Returns:
+        matplotlib.figure.Figure: one line per class (per stretch with the face), one shaded
+        span per segment.
+
+    Raises:
+        InputError: ``result`` is not an analysis, or ``track`` is not one of its faces.
+    """
+    from kemo.timeline import smooth
+
+    face, names, times = _analysis_track(result, track)
+    proba = smooth(face.frame_probabilities, times) if smoothed else face.frame_probabilities
+    labels = [segment.label for segment in face.segments]
+    shown = " -> ".join(labels[:8]) + (" ..." if len(labels) > 8 else "")
+    fig = plot_timeline(proba, times, class_names=names, ax=ax, stacked=False,
+                        title=title if title is not None else f"face {face.track_id}: {shown}")
+    ax = fig.axes[0] if ax is None else ax
+    for segment in face.segments:
+        color = _color(names.index(segment.label))
+        ax.axvspan(segment.start, segment.end, color=color, alpha=0.18, linewidth=0)
+        ax.text((segment.start + segment.end) / 2, 0.98, segment.label, ha="center",
+                va="top", fontsize=7, color=color, clip_on=True)
+    if face.segments:  # the last segment ends one frame after the last timeline point
+        ax.set_xlim(face.segments[0].start, face.segments[-1].end)
     return fig
 
 

@@ -9,7 +9,10 @@
 :func:`splits_for` gives those splits for a loader's result, and :func:`held_out_proba` the
 class probabilities of every scored clip from models fitted on the other side of each split,
 for any estimator with ``predict_proba`` (a pipeline, a ``GridSearchCV``, a
-:class:`kemo.FusionClassifier`...).
+:class:`kemo.FusionClassifier`...). :func:`subject_splits` makes leave-one-subject-out or
+K-fold splits from any subject ids, and :func:`cross_validate` runs a whole
+:class:`kemo.VideoEmotionRecognizer` configuration through them (``kemo evaluate
+--protocol``).
 
 Example:
     >>> videos = kemo.load_ckplus(data)  # doctest: +SKIP
@@ -23,11 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import GroupKFold
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from kemo.errors import InputError
 
-__all__ = ["held_out_proba", "splits_for"]
+__all__ = ["cross_validate", "held_out_proba", "splits_for", "subject_splits"]
 
 
 def splits_for(videos, n_splits=5):
@@ -65,6 +68,45 @@ def splits_for(videos, n_splits=5):
         return [(train.astype(np.int64), test.astype(np.int64)) for train, test in folds]
     raise InputError("videos has neither 'subset' (AFEW) nor 'subjects' (CK+): pass the result "
                      "of kemo.load_afew or kemo.load_ckplus")
+
+
+def subject_splits(groups, protocol="loso"):
+    """Folds that keep each subject's videos on one side, as ``[(train, test)]``.
+
+    Args:
+        groups: the subject (or any group) of each video.
+        protocol: ``"loso"``: leave one subject out, a fold per subject; ``"kfold:K"``: ``K``
+            folds of whole subjects (:class:`sklearn.model_selection.GroupKFold`).
+
+    Returns:
+        list of ``(train, test)`` int64 index arrays; every video is on the test side of one
+        fold.
+
+    Raises:
+        InputError: an unknown protocol, ``K`` below 2 or above the number of subjects, or
+            fewer than 2 subjects.
+
+    Example:
+        >>> [test.tolist() for _, test in subject_splits(["a", "a", "b", "c"])]
+        [[0, 1], [2], [3]]
+    """
+    groups = np.asarray(groups)
+    subjects = np.unique(groups)
+    if len(subjects) < 2:
+        raise InputError(f"subject-independent folds need at least 2 subjects; got "
+                         f"{len(subjects)}")
+    name, _, count = str(protocol).partition(":")
+    if name == "loso" and not count:
+        splitter = LeaveOneGroupOut()  # folds in subject order
+    elif name == "kfold" and count.isdigit() and int(count) >= 2:
+        if int(count) > len(subjects):
+            raise InputError(f"protocol {protocol!r}: {len(subjects)} subjects cannot make "
+                             f"{count} folds; lower K or use 'loso'")
+        splitter = GroupKFold(int(count))
+    else:
+        raise InputError(f"protocol must be 'loso' or 'kfold:K' with K >= 2; got {protocol!r}")
+    folds = splitter.split(np.zeros(len(groups)), groups=groups)
+    return [(train.astype(np.int64), test.astype(np.int64)) for train, test in folds]
 
 
 def _take(X, rows):
@@ -127,3 +169,90 @@ def held_out_proba(estimator, X, y, splits, groups=None, labels=None, return_est
         fitted.append(model)
     scored = np.unique(np.concatenate(scored)) if scored else np.array([], np.int64)
     return (proba, scored, fitted) if return_estimators else (proba, scored)
+
+
+def cross_validate(recognizer, videos, labels, groups, protocol="loso"):
+    """Subject-independent predictions of a recogniser configuration on labelled videos.
+
+    Faces are found once for all folds (finding faces learns nothing, so sharing it leaks
+    nothing). Each fold of :func:`subject_splits` fits a copy of ``recognizer`` on the other
+    subjects' videos, with their subjects as ``groups`` so that its own calibration and fusion
+    folds keep subjects apart too, and predicts the fold's videos. Videos without a face or
+    that cannot be read are left out and listed.
+
+    Args:
+        recognizer: an unfitted :class:`kemo.VideoEmotionRecognizer` (its settings are the
+            configuration; it is cloned, never changed).
+        videos: video paths (or frame arrays, or :class:`kemo.faces.VideoFaces`).
+        labels: one label per video.
+        groups: the subject of each video.
+        protocol: ``"loso"`` or ``"kfold:K"`` (see :func:`subject_splits`).
+
+    Returns:
+        sklearn.utils.Bunch with ``proba`` (n, K) float, NaN rows for left-out videos;
+        ``classes`` and ``class_names`` (the columns); ``fold`` (n,) int, the fold that
+        predicted each video (-1: left out); ``folds``, the ``(train, test)`` indices into
+        ``videos`` of each fold; and ``failures``, the :class:`kemo.VideoFailure` of the
+        left-out videos.
+
+    Raises:
+        InputError: lengths that differ, a bad protocol, or a fold whose training side has a
+            class too small for the SVM calibration (checked before any face is searched).
+    """
+    import warnings
+
+    from sklearn.utils import Bunch
+
+    from kemo.recognizer import _names_of
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if not len(videos) == len(labels) == len(groups):
+        raise InputError(f"{len(videos)} videos, {len(labels)} labels and {len(groups)} groups: "
+                         f"give one label and one group per video")
+    rec = clone(recognizer).set_params(errors="skip")
+    rec._check_params()
+    _check_folds(subject_splits(groups, protocol), labels, groups, rec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the failures are returned
+        found, failures = rec._find_faces(list(videos))
+    ok = np.array([f is not None for f in found], bool)
+    if ok.sum() == 0:
+        raise InputError(f"no video could be analysed: {failures[0].error}")
+    kept = np.flatnonzero(ok)
+    # folds again on the videos kept: a failure may empty a subject
+    splits = subject_splits(groups[kept], protocol)
+    _check_folds(splits, labels[kept], groups[kept], rec)
+    classes = np.unique(labels[kept])
+    proba = np.full((len(labels), len(classes)), np.nan)
+    held, _ = held_out_proba(rec, [found[i] for i in kept], labels[kept], splits,
+                             groups=groups[kept], labels=classes)
+    proba[kept] = held
+    fold = np.full(len(labels), -1)
+    folds = []
+    for k, (train, test) in enumerate(splits):
+        fold[kept[test]] = k
+        folds.append((kept[train], kept[test]))
+    return Bunch(proba=proba, classes=classes, class_names=_names_of(classes), fold=fold,
+                 folds=folds, failures=failures)
+
+
+def _check_folds(splits, labels, groups, rec):
+    """Raise when a fold's training side cannot fit ``rec``, naming the fold's test subjects.
+
+    It cannot with a single class, or a class too small for the SVM calibration's folds.
+    """
+    from kemo.recognizer import calibration_shortfall
+
+    for k, (train, test) in enumerate(splits):
+        held_out = sorted(set(groups[test].tolist()))
+        if len(np.unique(labels[train])) < 2:
+            raise InputError(f"fold {k} (test subjects {held_out}): its training videos hold "
+                             f"one class; a recogniser needs 2")
+        short = calibration_shortfall(labels[train], rec.calibration, rec.cv)
+        if short is not None:
+            name, count = short
+            raise InputError(f"fold {k} (test subjects {held_out}): class {name} has {count} "
+                             f"training video(s), but calibration {rec.calibration!r} fits "
+                             f"cv={rec.cv} folds; set calibration to 'softmax' or 'auto' (on "
+                             f"the command line: --model-config "
+                             f"'{{\"calibration\": \"softmax\"}}'), or a lower cv")

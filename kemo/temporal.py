@@ -26,6 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from kemo._seeds import integer_seed, keras_seed
 from kemo.errors import InputError
 from kemo.features import ModelTransformerMixin, resolve_preprocess
 
@@ -144,7 +145,10 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         batch_size: sequences per step (the paper: 32).
         learning_rate: Adam's learning rate (the paper: 1e-3).
         class_weight: None or ``"balanced"`` (weights inversely proportional to class counts).
-        random_state: seed of the initial weights, dropout and shuffling.
+        random_state: seed of the initial weights, dropout and shuffling: an int (the same
+            model every fit), a ``numpy.random.RandomState`` or None (drawn from NumPy's
+            global generator, as scikit-learn does). The global Python, NumPy and backend
+            generators are left alone.
         verbose: Keras progress output during ``fit`` (0, 1 or 2).
 
     Attributes:
@@ -205,6 +209,8 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         """
         import keras
 
+        from kemo.training import _Shuffled
+
         self._check_params()
         x = to_sequences(X, self.frames, self.normalize)
         y = np.asarray(y)
@@ -221,12 +227,14 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         if self.class_weight == "balanced":
             counts = np.bincount(target)
             weights = {k: len(target) / (len(counts) * c) for k, c in enumerate(counts)}
-        keras.utils.set_random_seed(int(self.random_state))
-        self.model_ = self._build()
+        seed = integer_seed(self.random_state)
+        with keras_seed(seed):  # initial weights and dropout, without global seeding
+            self.model_ = self._build()
         self.model_.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        history = self.model_.fit(x, target, epochs=int(self.epochs),
-                                  batch_size=int(self.batch_size), shuffle=True,
+        # each epoch's order comes from the seed: Keras' own shuffling draws from global state
+        batches = _Shuffled(x, target, int(self.batch_size), seed, epoch=0)
+        history = self.model_.fit(batches, epochs=int(self.epochs), shuffle=False,
                                   class_weight=weights, verbose=self.verbose)
         self.history_ = {k: [float(v) for v in values] for k, values in history.history.items()}
         return self
@@ -302,7 +310,8 @@ class ClipFeatureExtractor(ModelTransformerMixin, TransformerMixin, BaseEstimato
         preprocess: None (the model receives 0..255 RGB values), a callable ``f(windows)``,
             or a registered weights name (e.g. ``"c3d_sports1m"``: BGR, mean subtracted).
         batch_size: windows per forward pass.
-        random_state: seed of the default model's random weights.
+        random_state: seed of the default model's random weights (int, ``RandomState`` or
+            None); the global generators are left alone.
 
     Attributes:
         model_: the Keras model; feature_model_: the model up to ``layer``;
@@ -345,8 +354,8 @@ class ClipFeatureExtractor(ModelTransformerMixin, TransformerMixin, BaseEstimato
 
         def default():
             side = _positive_int("size", self.size, 16)
-            keras.utils.set_random_seed(int(self.random_state))
-            return C3D(input_shape=(16, side, side, 3))
+            with keras_seed(integer_seed(self.random_state)):
+                return C3D(input_shape=(16, side, side, 3))
 
         model = self._keras_model(default)
         shape = tuple(model.inputs[0].shape[1:])

@@ -30,6 +30,8 @@ __all__ = ["Video", "read_frames", "write_video"]
 #: Writer codecs (FourCC) that work with OpenCV's bundled FFmpeg; ``avc1`` (H.264) does not.
 CODECS = ("XVID", "mp4v", "MJPG")
 _DEFAULT_CODEC = {".avi": "XVID", ".mp4": "mp4v", ".mov": "mp4v", ".mkv": "XVID"}
+#: File endings :func:`write_video` picks a codec for.
+WRITE_SUFFIXES = tuple(_DEFAULT_CODEC)
 
 
 def _check_int(value, name, minimum):

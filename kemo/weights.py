@@ -271,6 +271,47 @@ def names():
     return tuple(sorted(_REGISTRY))
 
 
+#: File name under which ``kemo train fer2013`` exports the trained face model (in RUN_DIR).
+RUN_EXPORT = "fer2013_resnet10.weights.h5"
+
+#: Endings of a model file that can stand for a registered name: Keras 3 weights (what
+#: ``kemo train fer2013`` exports) and whole ``.keras`` models (its ``best.keras``).
+MODEL_FILE_SUFFIXES = (".weights.h5", ".keras")
+
+
+def model_file(weights):
+    """Tell a model file from a registered name: the file's path, or None for a name.
+
+    A string counts as a file when it exists on disk, holds a folder separator or ends in one
+    of :data:`MODEL_FILE_SUFFIXES`; an existing file wins over a registered name (as in
+    :func:`lookup`). Anything else is left to :func:`get`.
+
+    Args:
+        weights: A registered name or the path of a ``.weights.h5`` / ``.keras`` file.
+
+    Returns:
+        pathlib.Path or None.
+
+    Raises:
+        kemo.errors.WeightsError: A file that does not exist or has another ending.
+    """
+    if isinstance(weights, str):
+        registered = weights in _REGISTRY
+        looks_like_file = os.sep in weights or weights.endswith(MODEL_FILE_SUFFIXES)
+        if not os.path.exists(weights) and (registered or not looks_like_file):
+            return None
+    elif not isinstance(weights, os.PathLike):
+        return None
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(f"model file {str(path)!r} not found (a face model trained by "
+                           f"`kemo train fer2013` is RUN_DIR/{RUN_EXPORT})")
+    if not path.name.endswith(MODEL_FILE_SUFFIXES):
+        raise WeightsError(f"{path}: not a model file; give a {' or '.join(MODEL_FILE_SUFFIXES)}"
+                           f" file or a registered name ({', '.join(names())})")
+    return path
+
+
 def sha256(path):
     """Return the hex sha256 of the file at ``path``."""
     return _digest(path, "sha256")
@@ -351,6 +392,9 @@ def _resolve(info):
         raise WeightsError(f"weights {info.name!r}: file {info.filename} not found and it has no "
                            f"download address. Put it in one of: {folders} "
                            f"(or set {ENV_DIR} to the folder holding it).")
+    from kemo._tensorflow import import_quietly
+
+    import_quietly()
     import keras
 
     try:

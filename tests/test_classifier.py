@@ -6,7 +6,9 @@ import site
 import subprocess
 import sys
 import textwrap
+import threading
 import venv
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from kemo import weights as registry
 from kemo.classifier import FaceEmotionClassifier
 from kemo.datasets import CLASS_NAMES, load_fer2013
 from kemo.errors import InputError
+from kemo.features import fit_faces
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +55,74 @@ def test_probabilities_for_any_face_size_gray_or_rgb(clf, publictest):
 def test_transform_gives_fc1_features(clf, publictest):
     features = clf.transform(publictest.images[:4])
     assert features.shape == (4, 512), features.shape
+
+
+def test_one_forward_pass_gives_probabilities_and_features(clf, publictest):
+    """Faces and their mirror images in one pass give what two passes per output gave."""
+    import keras
+
+    faces = publictest.images[:40]
+    proba, features = clf.predict_proba_and_transform(faces)
+    model = clf.model_
+    x = clf.info_.preprocess(fit_faces(faces, model.input_shape[1:]))
+    fc1 = keras.Model(model.inputs, model.get_layer("fc1").output)
+    for name, got, net in (("probabilities", proba, model), ("fc1 features", features, fc1)):
+        want = (net.predict(x, verbose=0) + net.predict(x[:, :, ::-1], verbose=0)) / 2
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5,
+                                   err_msg=f"{name}: not the mean over faces and mirror images")
+    np.testing.assert_array_equal(clf.predict_proba(faces), proba,
+                                  err_msg="predict_proba must give the one-pass probabilities")
+    np.testing.assert_array_equal(clf.transform(faces), features,
+                                  err_msg="transform must give the one-pass features")
+    small = FaceEmotionClassifier(batch_size=6)  # 3 faces and their mirrors per pass
+    np.testing.assert_allclose(small.predict_proba(faces), proba, rtol=1e-5, atol=1e-6,
+                               err_msg="the batch size must not change the probabilities")
+
+
+def test_short_clip_pays_the_fixed_cost_of_one_call(publictest, monkeypatch):
+    """Regression: each call ran ``model.predict`` twice, on the faces and on their mirrors.
+
+    ``predict`` builds a data pipeline every call, which costs more than the network on the
+    16 faces of a short clip (178 ms against 43 ms for one direct call, in the issue; the time
+    is measured by ``benchmarks/predict_speed.py``, not here). Counted here: the forward
+    passes a call makes, and that none goes through ``predict``.
+    """
+    clf = FaceEmotionClassifier().fit()
+    passes = []
+    model = clf.model_
+    direct = model.predict_on_batch
+    # the model may be shared with other classifiers: monkeypatch puts it back afterwards
+    monkeypatch.setattr(model, "predict_on_batch", lambda x: passes.append(len(x)) or direct(x))
+    monkeypatch.setattr(model, "predict",
+                        lambda *a, **k: pytest.fail("predict's per-call pipeline is back"))
+    proba = clf.predict_proba(publictest.images[:16])
+    assert passes == [32], f"16 faces and their mirrors in one pass expected; passes: {passes}"
+    monkeypatch.undo()
+    plain = FaceEmotionClassifier(flip=False).fit()
+    np.testing.assert_allclose(
+        proba, (plain.predict_proba(publictest.images[:16])
+                + plain.predict_proba(publictest.images[:16, :, ::-1])) / 2,
+        atol=1e-5, err_msg="one pass must give the average of the faces and their mirrors")
+
+
+def test_first_use_from_threads_loads_one_model(publictest):
+    """Regression: threads sharing an unloaded classifier each loaded their own model."""
+    faces = publictest.images[:8]
+    clf = FaceEmotionClassifier()  # loads on first use
+    start = threading.Barrier(4)
+
+    def first_use(_):
+        start.wait()
+        return clf._model(), clf.predict_proba(faces)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(first_use, range(4)))
+    loaded = {id(model) for model, _ in results}
+    assert len(loaded) == 1, f"{len(loaded)} models loaded by 4 threads at first use"
+    expected = FaceEmotionClassifier().predict_proba(faces)
+    for _, proba in results:
+        np.testing.assert_allclose(proba, expected, rtol=1e-5, atol=1e-6,
+                                   err_msg="a thread got other probabilities")
 
 
 @pytest.mark.parametrize("faces, message", [

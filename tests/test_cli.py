@@ -4,6 +4,9 @@ and every subcommand on real CK+ clips."""
 import csv
 import json
 import os
+import re
+import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 
 from kemo import cli
 from kemo.recognizer import VideoEmotionRecognizer
+from kemo.video import Video
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="mtcnn needs KERAS_BACKEND=tensorflow"
@@ -301,3 +305,291 @@ def test_ckplus_benchmark_script():
     assert pretrained and fitted, done.stdout
     accuracy = float(fitted[0].split("): ")[1].split(" %")[0])
     assert 100 / 6 < accuracy <= 100, f"fitted LOSO accuracy above chance: {fitted[0]}"
+
+
+# ----------------------------------------------------------------------------- first use
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("no video may be analysed before the command line is checked")
+
+
+def _lines(captured):
+    return captured.strip().splitlines()
+
+
+@pytest.fixture
+def same_names(videos, tmp_path):
+    """Two different clips that share one file name, in two folders."""
+    links = []
+    for folder, clip in (("a", SHORT), ("b", "S052_004_happiness.avi")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "clip.avi").symlink_to(videos / clip)
+        links.append(tmp_path / folder / "clip.avi")
+    return links
+
+
+def test_annotate_folder_keeps_every_video(same_names, cache, tmp_path, capsys):
+    out, folder = tmp_path / "out.json", tmp_path / "new" / "annotated"
+    code = cli.main(["predict", *map(str, same_names), "--annotate", str(folder), "--json",
+                     str(out), "-q", "--cache", cache])
+    assert code == 0, capsys.readouterr().err
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == ["clip.annotated.mp4", "clip_2.annotated.mp4"], (
+        f"one annotated video per input, none overwritten: {written}")
+    document = json.loads(out.read_text())
+    assert [v["annotated"] for v in document["videos"]] == [
+        str(folder / "clip.annotated.mp4"), str(folder / "clip_2.annotated.mp4")], (
+        f"the JSON names each video's own file: {document['videos']}")
+    frames = []
+    for name in written:
+        with Video(folder / name) as video:
+            frames.append(video.frame_count)
+    assert frames == [r["frames_read"] for r in document["videos"]], (
+        f"each file holds its own video's frames: {frames}")
+
+
+@pytest.mark.parametrize("target", ["new.mp4", "out.xyz", "taken"])
+def test_annotate_target_is_checked_before_any_work(target, same_names, tmp_path, monkeypatch,
+                                                    capsys):
+    monkeypatch.setattr(VideoEmotionRecognizer, "analyze", _never)
+    (tmp_path / "taken").write_text("a file, not a folder")
+    given = tmp_path / target
+    code = cli.main(["predict", *map(str, same_names), "--annotate", str(given), "-q"])
+    err = _lines(capsys.readouterr().err)
+    assert code == 1 and len(err) == 1, f"exit 1 with one line: {code} {err}"
+    assert f"--annotate {given}" in err[0], f"the message names the user's target: {err}"
+    assert not any(p.name.startswith(("new", "out")) for p in tmp_path.iterdir()), (
+        f"nothing was created: {sorted(p.name for p in tmp_path.iterdir())}")
+
+
+def test_one_file_for_one_video_and_unwritable_types(videos, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(VideoEmotionRecognizer, "analyze", _never)
+    code = cli.main(["predict", str(videos / SHORT), "--annotate", str(tmp_path / "x.webm")])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write .webm videos" in err, f"told before any work: {err}"
+
+
+def test_failed_annotation_keeps_the_prediction(videos, cache, tmp_path, monkeypatch, capsys):
+    from kemo.errors import VideoWriteError
+    from kemo.recognizer import VideoAnalysis
+
+    def disk_full(self, path, fps=None):
+        raise VideoWriteError(f"{path}: no space left on device")
+
+    monkeypatch.setattr(VideoAnalysis, "annotate", disk_full)
+    out = tmp_path / "out.json"
+    code = cli.main(["predict", str(videos / SHORT), "--annotate", str(tmp_path / "a.mp4"),
+                     "--json", str(out), "-q", "--cache", cache])
+    err = capsys.readouterr().err
+    assert code == 1, "a video that could not be drawn counts as a failure"
+    assert "annotated video not written" in err and "a.mp4: no space left" in err, err
+    videos_done = json.loads(out.read_text())["videos"]
+    assert [v["path"] for v in videos_done] == [str(videos / SHORT)], (
+        f"the prediction is kept: {videos_done}")
+
+
+def test_sigterm_cleans_up_like_ctrl_c(videos, cache, tmp_path, monkeypatch, capsys):
+    import kemo.video
+
+    real = kemo.video.write_video
+
+    def terminated_midway(path, frames, **kwargs):
+        def frames_then_sigterm():
+            for i, frame in enumerate(frames):
+                if i == 3:  # as `kill PID` or a job scheduler would
+                    os.kill(os.getpid(), signal.SIGTERM)
+                yield frame
+        return real(path, frames_then_sigterm(), **kwargs)
+
+    monkeypatch.setattr(kemo.video, "write_video", terminated_midway)
+    before = signal.getsignal(signal.SIGTERM)
+    out, folder = tmp_path / "out.json", tmp_path / "annotated"
+    code = cli.main(["predict", str(videos / SHORT), "--annotate", str(folder), "--json",
+                     str(out), "-q", "--cache", cache])
+    assert code == 143, f"128 + SIGTERM, got {code}"
+    assert "kemo: terminated" in capsys.readouterr().err, "said on standard error"
+    assert list(folder.iterdir()) == [], f"no partly written video: {list(folder.iterdir())}"
+    assert not out.exists(), "no half-written results"
+    assert signal.getsignal(signal.SIGTERM) == before, "the caller's SIGTERM handler is back"
+
+
+def _run_on_terminal(args, timeout=300):
+    """Run `kemo ARGS` with standard output and error on a pseudo-terminal; return the text."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    # a new terminal is 0 columns wide, where tqdm draws nothing: give it 40 rows of 150
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 150, 0, 0))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "kemo.cli", *map(str, args)],
+                            stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while select.select([master], [], [], timeout)[0]:
+        try:
+            data = os.read(master, 1 << 16)
+        except OSError:  # the process closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    proc.wait(timeout=60)
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_predict_shows_frames_and_prints_results_above_the_bars(videos, tmp_path):
+    clips = [videos / SHORT, videos / "S052_004_happiness.avi"]
+    code, text = _run_on_terminal(["predict", *clips, "--frames", "8"])
+    assert code == 0, text[-2000:]
+    # the terminal sends a newline as "\r\n"; tqdm moves between bars with escape sequences
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).replace("\r\n", "\n")
+    assert re.search(r"S052_004_happiness\.avi: +\d+%\|.*\| *\d/8 ", plain), (
+        f"a bar over each video's frames (8 sampled): {plain[-1500:]!r}")
+    # a line as a person reads it: what follows the last carriage return
+    shown = [line.split("\r")[-1] for line in plain.split("\n")]
+    for clip in clips:
+        assert any(line.startswith(f"{clip}: ") for line in shown), (
+            f"{clip.name}'s result starts its own line, not the end of a bar: {shown}")
+
+
+def test_no_progress_bars_in_logs(videos, cache, tmp_path):
+    listing = tmp_path / "clips.csv"
+    listing.write_text("".join(f"{videos / n},{label}\n" for n, label in list(TRAIN.items())[:4]))
+    for args in (["evaluate", listing], ["train", "videos", listing, "--out", tmp_path / "m",
+                                         "--cv", "2"]):
+        done = run_kemo(*args, "--cache", cache)  # standard error is a pipe, as in a log
+        assert done.returncode == 0, done.stderr
+        assert "\r" not in done.stderr and "%|" not in done.stderr, (
+            f"kemo {args[0]} drew progress bars into a log: {done.stderr[-500:]!r}")
+
+
+def test_predict_takes_a_folder(videos, cache, tmp_path, capsys):
+    folder = tmp_path / "clips"
+    (folder / "more").mkdir(parents=True)
+    (folder / SHORT).symlink_to(videos / SHORT)
+    (folder / "more" / "S052_004_happiness.avi").symlink_to(videos / "S052_004_happiness.avi")
+    (folder / "notes.txt").write_text("not a video")
+    code = cli.main(["predict", str(folder), "-q", "--cache", cache])
+    heads = [line.split(": ")[0] for line in _lines(capsys.readouterr().out)]
+    assert code == 0, "a folder of videos is accepted"
+    assert heads == [str(folder / SHORT), str(folder / "more" / "S052_004_happiness.avi")], (
+        f"its videos, sub-folders included, in name order: {heads}")
+
+
+def test_folder_without_videos_is_one_line(tmp_path, capsys):
+    assert cli.main(["predict", str(tmp_path)]) == 1, "exit 1"
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and f"{tmp_path} is a folder with no video" in err[0], err
+
+
+def test_missing_video_is_reported_before_tensorflow_loads(tmp_path):
+    missing = tmp_path / "missing.avi"
+    code = ("import sys\nfrom kemo.cli import main\n"
+            f"status = main(['predict', {str(missing)!r}])\n"
+            "print(status, 'tensorflow' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert _lines(done.stderr) == [f"kemo: error: {missing}: no such file", "1 False"], (
+        f"the error, and TensorFlow never loaded: {done.stderr}")
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["train", "videos"]])
+def test_a_video_is_not_a_list(command, videos, tmp_path, capsys):
+    clip = videos / SHORT
+    extra = ["--out", str(tmp_path / "m")] if command[0] == "train" else []
+    assert cli.main([*command, str(clip), *extra]) == 1, "exit 1"
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1, f"one line: {err}"
+    assert f"{clip} is a video, not a list: {' '.join(command)} needs labelled videos" in err[0], (
+        err)
+    assert "path,label" in err[0] and "folder" in err[0], f"the three forms are given: {err}"
+
+
+def test_a_binary_file_is_not_a_list(shared_data, capsys):
+    npz = shared_data / "ckplus_emopy" / "ckplus_emopy_sequences_halfres.npz"
+    assert cli.main(["evaluate", str(npz)]) == 1, "exit 1"
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and f"{npz} is not a text file" in err[0], err
+    assert "codec" not in err[0], f"no decoding error: {err}"
+
+
+def test_a_folder_of_photos_is_not_labelled_videos(shared_data, capsys):
+    assert cli.main(["evaluate", str(shared_data / "faces")]) == 1, "exit 1"
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and "holds no emotion folder and no CK+ clip" in err[0], err
+    assert "fer2013" not in err[0], f"the three forms, not the KEMO_DATA layout: {err}"
+
+
+def test_train_checks_class_sizes_before_finding_faces(videos, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(VideoEmotionRecognizer, "_find_faces", _never)
+    listing = tmp_path / "clips.csv"
+    listing.write_text(f"{videos / SHORT},surprise\n{videos / 'S055_001_surprise.avi'},5\n"
+                       f"{videos / 'S052_004_happiness.avi'},happy\n")
+    code = cli.main(["train", "videos", str(listing), "--out", str(tmp_path / "m"), "-q"])
+    err = _lines(capsys.readouterr().err)
+    assert code == 1 and len(err) == 1, f"exit 1, one line: {err}"
+    assert "class Happy has 1 video(s)" in err[0], f"the class by name: {err}"
+    assert "--cv 3" in err[0] and "--calibration softmax" in err[0], f"CLI options: {err}"
+    assert "cv=" not in err[0] and "np." not in err[0], f"no Python spellings: {err}"
+    assert not (tmp_path / "m").exists(), "no model folder"
+
+
+def test_no_face_hint_names_an_existing_option(shared_data, capsys):
+    photo = shared_data / "faces" / "mtcnn_no_faces.jpg"  # a still image opens as one frame
+    assert cli.main(["predict", str(photo)]) == 1, "exit 1"
+    err = capsys.readouterr().err
+    assert "--min-face-size" in err, f"the hint names the CLI option: {err}"
+    assert "--min-face-size" in run_kemo("predict", "--help").stdout, "and the option exists"
+
+
+# ----------------------------------------------------------------------------- trained face model
+
+
+@pytest.fixture(scope="module")
+def fer_run(shared_data, tmp_path_factory):
+    """A (tiny) `kemo train fer2013` run: its folder and the command's last output line."""
+    import io
+    from contextlib import redirect_stdout
+
+    run = tmp_path_factory.mktemp("fer") / "run"
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        code = cli.main(["train", "fer2013", "--data", str(shared_data / "fer2013"),
+                         "--epochs", "1", "--limit", "64", "--out", str(run), "-q"])
+    assert code == 0, printed.getvalue()
+    return run, _lines(printed.getvalue())[-1]
+
+
+def test_train_fer2013_says_how_to_use_the_model(fer_run):
+    run, last = fer_run
+    weights = run / "fer2013_resnet10.weights.h5"
+    assert f"kemo predict VIDEO --weights {weights}" in last, f"the last line says how: {last}"
+    assert f"VideoEmotionRecognizer(weights='{weights}')" in last, f"and from Python: {last}"
+
+
+@pytest.mark.parametrize("name", ["fer2013_resnet10.weights.h5", "best.keras"])
+def test_predict_with_a_trained_face_model(name, fer_run, videos, cache, capsys):
+    model = fer_run[0] / name
+    code = cli.main(["predict", str(videos / SHORT), "--weights", str(model), "--json", "-",
+                     "-q", "--cache", cache])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    document = json.loads(captured.out)
+    assert document["model"] == str(model), f"the JSON names the model: {document['model']}"
+    mine = list(document["videos"][0]["probabilities"].values())
+    api = VideoEmotionRecognizer(weights=str(model)).predict_proba([videos / SHORT])[0]
+    assert np.allclose(mine, api, atol=1e-5), f"CLI {mine} and Python {api} agree"
+    shipped = VideoEmotionRecognizer().predict_proba([videos / SHORT])[0]
+    assert np.abs(api - shipped).max() > 1e-3, "the run's model, not the shipped one, was used"
+
+
+def test_a_training_run_is_not_a_model_folder(fer_run, videos, capsys):
+    run = fer_run[0]
+    assert cli.main(["predict", str(videos / SHORT), "--model", str(run)]) == 1, "exit 1"
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and f"--weights {run / 'fer2013_resnet10.weights.h5'}" in err[0], (
+        f"the error says what to pass instead: {err}")

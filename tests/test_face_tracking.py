@@ -1,6 +1,7 @@
 """FaceTracker: detection every k frames with faces carried between, on real faces."""
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import keras
@@ -116,9 +117,50 @@ def test_lost_face_triggers_detection(detector, face_patch):
     results = list(tracker.track(enumerate(frames)))
     counts = [len(r) for _, _, r in results]
     assert counts == [1, 1, 1, 1, 0, 0, 0, 0], f"faces per frame {counts}"
-    assert tracker.detections == 5, (
-        f"frame 0, then a detection on each frame after the face is lost: {tracker.detections}"
+    assert tracker.detections == 2, (
+        f"frame 0, then frame 4 where the face is lost; with no face found, the next detection "
+        f"waits for frame 14: {tracker.detections} detections"
     )
+
+
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_stretch_without_face_detects_every_k_frames(detector, face_patch, shared_data,
+                                                     one_by_one):
+    """Regression: with no face tracked, every frame used to get its own MTCNN call."""
+    bgr = cv2.imread(str(shared_data / "faces" / "mtcnn_no_faces.jpg"))
+    empty = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (480, 360))
+    assert detector.detect(empty) == [], "the no-face image must hold no face"
+    frames = [empty] * 12 + _moving_clip(face_patch, 8)
+    tracker = FaceTracker(detector, detect_every=5, carry="flow")
+    calls = detector.calls
+    if one_by_one:
+        found = [len(tracker.update(frame)) for frame in frames]
+    else:
+        found = [len(r) for _, _, r in tracker.track(frames)]
+    ran = detector.calls - calls
+    assert found == [0] * 15 + [1] * 5, (
+        f"no face in the 12 empty frames; the face that comes in at frame 12 is found by the "
+        f"detection due at frame 15 and carried on: {found}"
+    )
+    assert ran == tracker.detections == 4, (
+        f"detections on frames 0, 5, 10 and 15 only, not on every frame without a face: "
+        f"{ran} MTCNN images, {tracker.detections} detections"
+    )
+
+
+def test_detector_shared_by_threads(shared_data):
+    """One FaceDetector used by several threads at once (a live reader, a pool of workers)."""
+    bgr = cv2.imread(str(shared_data / "faces" / "fr_obama.jpg"))
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    detector = FaceDetector()
+    expected = detector.detect(image)
+    assert len(expected) == 1, f"one face in the image, found {len(expected)}"
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(detector.detect, [image] * 12))
+    for records in found:
+        assert [r["box"] for r in records] == [expected[0]["box"]], (
+            f"a thread found {[r['box'] for r in records]}, alone {expected[0]['box']}")
+    assert detector.calls == 13, f"13 images detected, the counter says {detector.calls}"
 
 
 def test_track_ids_with_all_faces(detector, shared_data):

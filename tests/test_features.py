@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
+from kemo import weights as registry
 from kemo.errors import InputError
 from kemo.features import FrameFeatureExtractor, fit_faces
+from kemo.models.resnet10 import ResNet10
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,6 @@ def test_preprocess_callable(faces, rgb_model):
 
 
 def test_preprocess_registered_weights_name(faces, rgb_model):
-    registry = pytest.importorskip("kemo.weights", reason="kemo.weights not written yet")
     info = registry.get("vggface")  # BGR + mean subtraction, independent of the input size
     feats = FrameFeatureExtractor(rgb_model, layer="gap", preprocess="vggface").fit()
     got = np.concatenate(feats.transform(faces))
@@ -139,8 +140,7 @@ def test_clone_shares_keras_model(rgb_model):
 
 
 def test_resnet10_builder_gives_512_features(faces):
-    models = pytest.importorskip("kemo.models.resnet10", reason="ResNet10 builder not written")
-    builder = functools.partial(models.ResNet10, input_shape=(48, 48, 1))
+    builder = functools.partial(ResNet10, input_shape=(48, 48, 1))
     feats = FrameFeatureExtractor(builder, layer="fc1").fit().transform(faces)
     assert [f.shape for f in feats] == [(3, 512), (0, 512), (5, 512)], (
         f"ResNet-10 fc1 is 512-d, got {[f.shape for f in feats]}")

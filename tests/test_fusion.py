@@ -1,5 +1,7 @@
 """FusionClassifier and Views on small data made here (real data: test_ckplus_classification.py)."""
 
+import warnings
+
 import numpy as np
 import pytest
 import sklearn
@@ -123,6 +125,11 @@ def test_search_uses_out_of_fold_probabilities(data):
                                err_msg="members must be refitted on all the data")
 
 
+def neg_log_loss(proba, y):
+    """Mean log-probability of the true class (clipped at 1e-15), computed here."""
+    return float(np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-15, None))))
+
+
 def test_search_is_reproducible_and_log_loss_scoring(data):
     a, b, y, groups = data
     X = Views(a=a, b=b)
@@ -131,9 +138,52 @@ def test_search_is_reproducible_and_log_loss_scoring(data):
     w2 = FusionClassifier(members(), **kwargs).fit(X, y).weights_
     np.testing.assert_array_equal(w1, w2, err_msg="same random_state, same weights")
     ll = FusionClassifier(members(), scoring="neg_log_loss", **kwargs).fit(X, y)
-    scores = ll.search_results_["member_scores"]
-    assert ll.search_results_["fused_score"] >= max(scores.values()), (
-        f"fused log-loss score {ll.search_results_['fused_score']} worse than members {scores}")
+    # The scores recomputed here from out-of-fold probabilities (3 stratified folds): the
+    # reported ones must match, and the weights found must do at least as well as equal
+    # weights, which the search tries; a wrong score or a wrong pick fails this.
+    oof = [cross_val_predict(e, X[v], y, cv=3, method="predict_proba") for _, e, v in members()]
+    for (name, _, _), proba in zip(members(), oof, strict=True):
+        reported = ll.search_results_["member_scores"][name]
+        assert np.isclose(reported, neg_log_loss(proba, y)), (
+            f"{name}: reported score {reported}, recomputed {neg_log_loss(proba, y)}")
+    fused = neg_log_loss(ll.weights_[0] * oof[0] + ll.weights_[1] * oof[1], y)
+    assert np.isclose(ll.search_results_["fused_score"], fused), (
+        f"reported fused score {ll.search_results_['fused_score']}, recomputed {fused}")
+    equal = neg_log_loss((oof[0] + oof[1]) / 2, y)
+    assert fused >= equal - 1e-12, f"weights {ll.weights_} score {fused}, equal weights {equal}"
+
+
+def test_int_cv_with_groups_makes_grouped_folds(data):
+    """Regression: an int cv gave StratifiedKFold, which ignored the groups (with a warning)."""
+    a, b, y, groups = data
+    X = Views(a=a, b=b)
+    kwargs = dict(weights="search", n_iter=50, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        by_int = FusionClassifier(members(), cv=4, **kwargs).fit(X, y, groups=groups)
+    ignored = [str(w.message) for w in caught if "groups" in str(w.message)]
+    assert not ignored, f"groups must not be ignored: {ignored}"
+    grouped = FusionClassifier(members(), cv=GroupKFold(4), **kwargs).fit(X, y, groups=groups)
+    assert by_int.search_results_ == grouped.search_results_, (
+        f"cv=4 with groups must score on GroupKFold(4) folds: {by_int.search_results_} vs "
+        f"{grouped.search_results_}")
+    np.testing.assert_array_equal(by_int.weights_, grouped.weights_,
+                                  err_msg="cv=4 with groups must pick GroupKFold(4)'s weights")
+
+
+def test_groups_reach_the_calibration_of_svm_members(data):
+    """Members whose fit takes groups (the SVM's calibration folds) get them in every fit."""
+    a, b, y, groups = data
+    X = Views(a=a, b=b)
+    svm = LinearSVMClassifier(calibration="sigmoid", cv=3)
+    fusion = FusionClassifier([("a", svm, "a"), ("b", GaussianNB(), "b")], weights=[1, 1],
+                              ).fit(X, y, groups=groups)
+    expected = clone(svm).fit(a, y, groups=groups).predict_proba(a)
+    np.testing.assert_allclose(fusion.named_estimators_["a"].predict_proba(a), expected,
+                               atol=1e-12, err_msg="the refitted SVM member must get the groups")
+    ungrouped = clone(svm).fit(a, y).predict_proba(a)
+    assert not np.allclose(expected, ungrouped), (
+        "grouped and stratified calibration folds should give other probabilities here")
 
 
 def test_grouped_cv_needs_groups(data):

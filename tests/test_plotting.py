@@ -154,11 +154,24 @@ def test_timeline():
     ax = fig.axes[0]
     assert len(ax.collections) == 7, "one stacked area per class"
     assert ax.get_title() == "mostly Happy", ax.get_title()
-    assert ax.get_xlabel() == "time (s)" and ax.get_xlim() == pytest.approx((0, 19 / 30)), (
-        "time axis in seconds spanning the clip")
+    assert ax.get_xlabel() == "time (s)" and ax.get_xlim() == pytest.approx((0, 20 / 30)), (
+        "time axis in seconds spanning the clip, the last frame lasting one frame")
     lines = plot_timeline(proba, stacked=False).axes[0]
-    np.testing.assert_allclose(lines.lines[3].get_ydata(), proba[:, 3],
+    np.testing.assert_allclose(lines.lines[3].get_ydata()[:-1], proba[:, 3],
                                err_msg="one line per class with its probabilities")
+    assert lines.get_xlabel() == "analysed frame", "rows without times are not frame numbers"
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+def test_timeline_leaves_gaps_where_no_face_was_found(stacked):
+    frames = np.array([0, 1, 2, 3, 10, 11, 12])  # no face in frames 4..9
+    proba = np.random.default_rng(0).dirichlet(np.ones(7), size=len(frames))
+    ax = plot_timeline(proba, frames, stacked=stacked, xlabel="frame").axes[0]
+    # each area or line lies on one side of the gap: none bridges frames 4..9
+    drawn = [p.vertices[:, 0] for c in ax.collections for p in c.get_paths()]
+    drawn += [np.asarray(line.get_xdata(), float) for line in ax.lines]
+    spans = sorted({(float(x.min()), float(x.max())) for x in drawn})
+    assert spans == [(0, 4), (10, 13)], f"one piece each side of the gap, in frames: {spans}"
 
 
 @pytest.mark.parametrize("proba, times, match", [

@@ -9,8 +9,9 @@
   blobs land where they should.
 * FusionClassifier: probabilities are in [0, 1] and sum to 1, lie between the members' ones,
   do not change when all weights are scaled or when members and weights are permuted; a
-  one-hot weight gives that member; searched weights are on the simplex and score at least as
-  well as the best member on the data searched.
+  one-hot weight gives that member; searched weights are on the simplex, the scores the search
+  reports are those computed here, and they score at least as well as the best member and as
+  equal weights on the data searched.
 """
 
 import math
@@ -255,7 +256,23 @@ def test_searched_weights_on_simplex_and_not_worse_than_best_member(members, see
                               scoring=scoring, random_state=seed).fit(X, y)
     w = fusion.weights_
     assert (w >= 0).all() and np.isclose(w.sum(), 1.0), f"weights off the simplex: {w}"
+    # Scores computed here from the members' own probabilities, not the ones the search
+    # reports (those beat the members by construction: each member is a candidate).
+    probas = [e.predict_proba(X if v is None else X[:, v]) for _, e, v in est]
+
+    def score(proba):
+        if scoring == "accuracy":
+            return float(np.mean(proba.argmax(axis=1) == y))
+        return float(np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-15, None))))
+
     results = fusion.search_results_
-    best = max(results["member_scores"].values())
-    assert results["fused_score"] >= best - 1e-12, (
-        f"searched fusion ({results['fused_score']}) worse than its best member ({best})")
+    for (name, _, _), proba in zip(est, probas, strict=True):
+        assert np.isclose(results["member_scores"][name], score(proba)), (
+            f"{name}: reported {results['member_scores'][name]}, computed {score(proba)}")
+    found = score(sum(wk * proba for wk, proba in zip(w, probas, strict=True)))
+    assert np.isclose(results["fused_score"], found), (
+        f"reported fused score {results['fused_score']}, computed for weights {w}: {found}")
+    best = max(score(proba) for proba in probas)
+    equal = score(sum(probas) / len(probas))
+    assert found >= max(best, equal) - 1e-12, (
+        f"weights {w} score {found}: below the best member ({best}) or equal weights ({equal})")

@@ -1,16 +1,21 @@
 """kemo.protocols: the splits of each video data set and held-out probabilities."""
 
+import csv
+import json
+
+import keras
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.utils import Bunch
 
+from kemo import cli
 from kemo.classifiers import LinearSVMClassifier
 from kemo.datasets import load_ckplus
 from kemo.errors import InputError
 from kemo.fusion import FusionClassifier, Views
-from kemo.protocols import held_out_proba, splits_for
+from kemo.protocols import held_out_proba, splits_for, subject_splits
 
 
 def test_ckplus_folds_by_subject(shared_data):
@@ -93,3 +98,122 @@ def test_held_out_proba_rejects():
         held_out_proba(LogisticRegression(), X, y, [(np.arange(4), np.array([], int))])
     with pytest.raises(InputError, match="not among labels"):
         held_out_proba(LogisticRegression(), X, y, [(np.arange(4), np.arange(4))], labels=[0])
+
+
+# ----------------------------------------------------------------------------- subject folds
+
+
+def test_subject_splits_loso_and_kfold():
+    groups = np.array(["b", "a", "c", "a", "d", "b"])
+    loso = subject_splits(groups, "loso")
+    assert [sorted(set(groups[test])) for _, test in loso] == [["a"], ["b"], ["c"], ["d"]], (
+        "a fold per subject, in subject order")
+    for protocol, count in (("loso", 4), ("kfold:2", 2), ("kfold:4", 4)):
+        splits = subject_splits(groups, protocol)
+        assert len(splits) == count, f"{protocol}: {len(splits)} folds"
+        tested = np.concatenate([test for _, test in splits])
+        assert sorted(tested) == list(range(6)), f"{protocol}: every video scored once"
+        for train, test in splits:
+            shared = set(groups[train]) & set(groups[test])
+            assert not shared, f"{protocol}: subjects {shared} on both sides"
+            assert len(train) + len(test) == 6, f"{protocol}: all other videos train"
+
+
+@pytest.mark.parametrize("groups, protocol, match", [
+    (["a", "b", "c"], "kfold:4", "3 subjects cannot make 4 folds"),
+    (["a", "b", "c"], "kfold:1", "'loso' or 'kfold:K'"),
+    (["a", "b", "c"], "loo", "'loso' or 'kfold:K'"),
+    (["a", "b", "c"], "loso:2", "'loso' or 'kfold:K'"),
+    (["a", "a"], "loso", "at least 2 subjects"),
+])
+def test_subject_splits_reject(groups, protocol, match):
+    with pytest.raises(InputError, match=match):
+        subject_splits(groups, protocol)
+
+
+# ----------------------------------------------------------------------------- kemo evaluate
+
+
+# Three subjects, each with one surprise and one happiness clip.
+SIX = {"S052_001_surprise.avi": "Surprise", "S052_004_happiness.avi": "Happy",
+       "S055_001_surprise.avi": "Surprise", "S055_005_happiness.avi": "Happy",
+       "S074_002_surprise.avi": "Surprise", "S074_005_happiness.avi": "Happy"}
+SOFTMAX = '{"calibration": "softmax"}'  # 2 clips per class train each fold: no calibration folds
+tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="mtcnn needs KERAS_BACKEND=tensorflow")
+
+
+@pytest.fixture(scope="module")
+def six(shared_data, tmp_path_factory):
+    """A 'path,label,group' list of the six clips, and a face cache shared by the tests."""
+    folder = tmp_path_factory.mktemp("six")
+    videos = shared_data / "ckplus_emopy" / "videos"
+    lines = [f"{videos / name},{label},{name[:4]}" for name, label in SIX.items()]
+    listing = folder / "six.csv"
+    listing.write_text("path,label,group\n" + "\n".join(lines) + "\n")
+    return listing, str(folder / "faces")
+
+
+@tensorflow
+@pytest.mark.parametrize("protocol, n_folds", [("loso", 3), ("kfold:2", 2)])
+def test_protocol_command_keeps_subjects_apart(six, protocol, n_folds, tmp_path, capsys):
+    listing, cache = six
+    out = tmp_path / "report"
+    config = SOFTMAX  # JSON text, or a JSON file
+    if protocol != "loso":
+        config = tmp_path / "config.json"
+        config.write_text(SOFTMAX)
+    code = cli.main(["evaluate", str(listing), "--protocol", protocol, "--model-config",
+                     str(config), "--out", str(out), "--cache", cache, "-q"])
+    printed = capsys.readouterr().out
+    assert code == 0, f"exit status {code}: {printed}"
+    assert f"protocol {protocol}: {n_folds} folds by subject" in printed, printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocol"] == protocol and report["model_config"] == json.loads(SOFTMAX), (
+        f"the report names what it evaluated: {report['protocol']}, {report['model_config']}")
+    assert len(report["folds"]) == n_folds, f"{len(report['folds'])} folds"
+    for fold in report["folds"]:
+        shared = set(fold["test_subjects"]) & set(fold["train_subjects"])
+        assert not shared, f"fold {fold['fold']}: subjects {shared} on both sides"
+        assert fold["train_videos"] + fold["test_videos"] == 6, f"fold {fold}"
+    with open(out / "predictions.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert sorted(r["path"].rsplit("/", 1)[1] for r in rows) == sorted(SIX), "each video once"
+    for row in rows:
+        fold = report["folds"][int(row["fold"])]
+        assert row["group"] in fold["test_subjects"], f"{row['path']} scored by its own fold"
+        assert row["true"] == SIX[row["path"].rsplit("/", 1)[1]], f"true label of {row}"
+    assert report["videos"] == 6 and 0 <= report["accuracy"] <= 1, f"report {report}"
+    assert (out / "confusion.png").stat().st_size > 0, "confusion matrix written"
+
+
+@tensorflow
+def test_protocol_command_rejects(six, shared_data, tmp_path, capsys):
+    listing, cache = six
+    folders = tmp_path / "emotions"
+    (folders / "Happy").mkdir(parents=True)
+    (folders / "Happy" / "a.avi").symlink_to(shared_data / "ckplus_emopy" / "videos" /
+                                             "S052_004_happiness.avi")
+    cases = [
+        (["evaluate", str(folders), "--protocol", "loso"], "names none"),
+        (["evaluate", str(listing), "--protocol", "loso", "--model", str(tmp_path)],
+         "not a trained --model"),
+        (["evaluate", str(listing), "--model-config", SOFTMAX], "add --protocol"),
+        (["evaluate", str(listing), "--protocol", "loso", "--model-config", "{nope"], "not JSON"),
+        (["evaluate", str(listing), "--protocol", "loso", "--model-config", "[1]"],
+         "JSON object"),
+        (["evaluate", str(listing), "--protocol", "loso", "--model-config", "gone.json"],
+         "no such file"),
+        (["evaluate", str(listing), "--protocol", "loso", "--model-config", '{"colour": 1}'],
+         "colour"),
+        # the default sigmoid calibration needs 3 clips per class: said before any face search
+        (["evaluate", str(listing), "--protocol", "loso", "--cache", cache],
+         "class Happy has 2 training video"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 1, f"{argv[2:]} refused"
+        err = capsys.readouterr().err
+        assert message in err, f"{argv[2:]}: {err}"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", str(listing), "--protocol", "kfold:1"])
+    assert exit_info.value.code == 2, "a malformed protocol is a usage error"

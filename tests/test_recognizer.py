@@ -3,7 +3,9 @@ saving and loading, and bad inputs."""
 
 import json
 import shutil
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import keras
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification
+from sklearn.model_selection import GroupKFold
 
 from kemo.aggregation import Aggregator
 from kemo.classifier import FaceEmotionClassifier
@@ -18,12 +21,19 @@ from kemo.classifiers import LinearSVMClassifier
 from kemo.datasets import CLASS_NAMES
 from kemo.errors import InputError, NoFaceError, VideoReadError, WeightsError
 from kemo.faces import FacePreprocessor, VideoFaces
+from kemo.features import FrameFeatureExtractor
+from kemo.fusion import FusionClassifier, Views
+from kemo.models import VGGFace
 from kemo.recognizer import (
+    _TAPS,
+    LSTM_DEFAULTS,
     MANIFEST,
     VideoAnalysis,
     VideoEmotionRecognizer,
+    _face_classifier,
     _LinearModel,
 )
+from kemo.timeline import DEFAULT_POOLING, pool
 from kemo.video import Video, read_frames
 
 pytestmark = pytest.mark.skipif(
@@ -94,7 +104,7 @@ def bad_files(tmp_path):
 
 
 def test_pretrained_is_mean_of_frame_probabilities(faces):
-    rec = VideoEmotionRecognizer()
+    rec = VideoEmotionRecognizer(pooling="mean")  # every pooling: tests/test_timeline.py
     assert not rec.is_trained, "a new recogniser is the pretrained one"
     assert rec.classes_.tolist() == list(range(7)), f"classes {rec.classes_}"
     assert rec.class_names_ == CLASS_NAMES, f"names {rec.class_names_}"
@@ -189,8 +199,17 @@ def test_fusion_weight_search_with_groups(faces, clips, prep):
     rec.fit(faces, clips[1], groups=clips[2])
     scores = rec.fusion_scores_
     assert set(scores["member_scores"]) == {"agg", "lstm"}, f"scores {scores}"
-    assert scores["fused_score"] >= max(scores["member_scores"].values()), (
-        "the search keeps the best member as a candidate")
+    # The same search, run here on the recogniser's views with subject folds made here: the
+    # scores and weights must be those of subject-independent folds.
+    members = [("agg", LinearSVMClassifier(calibration="softmax", random_state=0), "agg"),
+               ("lstm", rec._lstm_classifier({**LSTM_DEFAULTS, **TINY_LSTM}), "lstm")]
+    here = FusionClassifier(members, weights="search", cv=GroupKFold(2), random_state=0)
+    here.fit(Views(rec._views(faces)), clips[1], groups=clips[2])
+    assert scores == here.search_results_, (
+        f"recogniser {scores}, the same search on GroupKFold(2) {here.search_results_}")
+    weights = np.array([w for _, _, w in rec.members_])
+    np.testing.assert_allclose(weights / weights.sum(), here.weights_, atol=1e-12,
+                               err_msg="the weights of the grouped search")
 
 
 @pytest.mark.slow
@@ -201,8 +220,92 @@ def test_c3d_branch_tiny(faces, clips, prep, tmp_path):
     assert [n for n, _, _ in rec.members_] == ["agg", "c3d", "lstm"], "three branches"
     proba = rec.predict_proba(faces)
     loaded = VideoEmotionRecognizer.load(rec.save(tmp_path / "model"))
-    assert (tmp_path / "model" / "c3d.weights.h5").is_file(), "random C3D weights are saved"
+    assert not (tmp_path / "model" / "c3d.weights.h5").exists(), (
+        "random C3D weights are rebuilt from their seed, not saved")
     assert np.array_equal(loaded.predict_proba(faces), proba), "C3D model round trip"
+
+
+def test_svm_calibration_folds_are_grouped(faces, clips, prep):
+    """Regression: groups reached only the fusion search, the SVM calibrated on mixed folds.
+
+    Each subject here has two clips; calibrating on folds that hold a clip of the same person
+    as the training part makes the probabilities overconfident.
+    """
+    y, groups = clips[1], clips[2]
+    rec = VideoEmotionRecognizer(faces=prep, calibration="sigmoid", cv=2)
+    got = rec.fit(faces, y, groups=groups).predict_proba(faces)
+    feats = rec.frame_features(faces)
+    X = Aggregator().fit_transform([[f["fer2013_resnet10"] for f in feats]])
+    folds = list(GroupKFold(2).split(X, y, groups))
+    want = LinearSVMClassifier(calibration="sigmoid", cv=folds, random_state=0).fit(X, y)
+    np.testing.assert_allclose(got, want.predict_proba(X), atol=1e-9,
+                               err_msg="the SVM must be calibrated on subject folds")
+    mixed = LinearSVMClassifier(calibration="sigmoid", cv=2, random_state=0).fit(X, y)
+    assert not np.allclose(mixed.predict_proba(X), got), (
+        "stratified folds give other probabilities here, so the check above tells them apart")
+
+
+def test_parameters_set_after_fit_wait_for_the_next_fit(faces, clips, prep, tmp_path):
+    """Regression: prediction re-read features, c3d and lstm, so set_params after fit broke it."""
+    rec = VideoEmotionRecognizer(faces=prep, cv=2, lstm=TINY_LSTM).fit(faces, clips[1])
+    proba = rec.predict_proba(faces)
+    main = rec.analyze(faces[0]).probabilities
+    rec.set_params(lstm=None, c3d={"size": 16})
+    np.testing.assert_allclose(rec.predict_proba(faces), proba, atol=1e-9,
+                               err_msg="the trained model predicts with its fitted branches")
+    np.testing.assert_allclose(rec.analyze(faces[0]).probabilities, main, atol=1e-9,
+                               err_msg="analyze predicts with the fitted branches too")
+    with pytest.raises(InputError, match="changed after fit"):
+        rec.save(tmp_path / "model")
+    rec.fit(faces, clips[1])
+    assert [n for n, _, _ in rec.members_] == ["agg", "c3d"], (
+        f"the next fit uses the new settings: {[n for n, _, _ in rec.members_]}")
+
+
+def test_analyze_trained_one_pass_matches_predict(trained, faces):
+    """analyze takes the timeline and the SVM's features from one pass of the face model."""
+    result = trained.analyze(faces[2])
+    np.testing.assert_allclose(result.probabilities, trained.predict_proba([faces[2]])[0],
+                               atol=1e-6, err_msg="analyze and predict_proba disagree")
+    timeline = FaceEmotionClassifier().predict_proba(faces[2].faces)
+    np.testing.assert_allclose(result.frame_probabilities, timeline, atol=1e-6,
+                               err_msg="the timeline is the face model's probabilities")
+
+
+def test_shared_face_classifier_built_once_across_threads(faces):
+    """Regression: the cached face classifier was built without a lock on first use."""
+    _face_classifier.cache_clear()
+    start = threading.Barrier(3)
+
+    def first_use(_):
+        rec = VideoEmotionRecognizer()
+        start.wait()
+        return rec._classifier(), rec.predict_proba(faces[:2])
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(first_use, range(3)))
+    built = {id(classifier) for classifier, _ in results}
+    assert len(built) == 1, f"{len(built)} face classifiers built by 3 threads at first use"
+    for _, proba in results[1:]:
+        np.testing.assert_allclose(proba, results[0][1], atol=1e-6,
+                                   err_msg="threads got other probabilities")
+
+
+def test_vggface_features_are_fc6_after_its_relu(faces):
+    """Regression: VGG-Face was tapped at fc6 before its ReLU; the paper's (Caffe) fc6 is after.
+
+    Random weights (none can be downloaded here) at the smallest input, on real CK+ faces.
+    """
+    keras.utils.set_random_seed(0)
+    model = VGGFace(input_shape=(32, 32, 3))
+    tap = FrameFeatureExtractor(model, layer=_TAPS["VGGFace"], preprocess="vggface").fit()
+    before_relu = FrameFeatureExtractor(model, layer="fc6", preprocess="vggface").fit()
+    stack = [faces[0].faces[:4]]
+    features, raw = tap.transform(stack)[0], before_relu.transform(stack)[0]
+    assert features.shape == (4, 4096), f"fc6 is 4096-d, got {features.shape}"
+    assert raw.min() < 0, "fc6 before its ReLU has negative values on these faces"
+    np.testing.assert_array_equal(features, np.maximum(raw, 0),
+                                  err_msg="the VGG-Face features must be fc6 after its ReLU")
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -219,8 +322,9 @@ def test_analyze_timeline_and_boxes(videos):
     assert result.frame_indices.tolist() == list(range(count)), "a timeline over every frame"
     assert result.boxes.shape == (count, 4), f"boxes {result.boxes.shape}"
     assert np.allclose(result.frame_probabilities.sum(axis=1), 1, atol=1e-5), "frame rows"
-    assert np.allclose(result.probabilities, result.frame_probabilities.mean(axis=0)), (
-        "pretrained: the video's probabilities are the mean of the timeline")
+    pooled = pool(result.frame_probabilities, DEFAULT_POOLING, result.frame_indices / result.fps)
+    assert np.allclose(result.probabilities, pooled), (
+        "pretrained: the video's probabilities pool the timeline (default pooling)")
     assert result.label == CLASS_NAMES[int(np.argmax(result.probabilities))], result.label
     data = json.loads(json.dumps(result.to_dict(timeline=True)))
     assert len(data["tracks"][0]["timeline"]) == count, "JSON timeline, one step per frame"

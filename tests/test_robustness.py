@@ -438,7 +438,7 @@ def _junk_keras(tmp_path, fx):
     return lambda: FaceEmotionClassifier(weights=str(path)).fit()
 
 
-@case("weights-only .h5 file to the classifier", WeightsError, "whole .keras model files")
+@case("another model's weights file to the classifier", WeightsError, "does not fit this model")
 def _h5_to_classifier(tmp_path, fx):
     from kemo.classifier import FaceEmotionClassifier
 

@@ -1,5 +1,7 @@
 """kemo.temporal: C3D clip features, the LSTM sequence classifier, padding of sequences."""
 
+import random
+
 import keras
 import numpy as np
 import pytest
@@ -113,6 +115,45 @@ def test_lstm_learns_held_out_people(ck_sequences, fitted):
                                   err_msg="predict is the argmax of predict_proba")
 
 
+def draws_after(fit):
+    """Python's and NumPy's next draws after ``fit()``, both generators seeded with 7 first."""
+    random.seed(7)
+    np.random.seed(7)
+    fit()
+    return random.random(), np.random.rand()
+
+
+@pytest.mark.parametrize("random_state", [0, None, np.random.RandomState(1)],
+                         ids=["int", "None", "RandomState"])
+def test_lstm_leaves_global_generators_alone(ck_sequences, random_state):
+    """Regression: fit called keras.utils.set_random_seed(int(random_state)).
+
+    That raised TypeError for None and a RandomState, and reset the caller's generators: after
+    a fit, np.random.rand() returned the seed-0 value.
+    """
+    clips, labels, _ = ck_sequences
+    clf = SequenceClassifier(units=4, num_layers=1, epochs=2, random_state=random_state)
+    untouched = draws_after(lambda: None)
+    python, numpy = draws_after(lambda: clf.fit(clips[:40], labels[:40]))
+    assert python == untouched[0], "fit changed Python's global generator"
+    if random_state is not None:  # None draws a seed from NumPy's generator, as sklearn does
+        assert numpy == untouched[1], "fit changed NumPy's global generator"
+    assert clf.predict_proba(clips[:3]).shape == (3, len(clf.classes_)), "fitted"
+
+
+def test_lstm_same_random_state_same_model(ck_sequences):
+    clips, labels, _ = ck_sequences
+    fits = [SequenceClassifier(units=4, num_layers=1, epochs=3, batch_size=8, dropout=0.3,
+                               random_state=5).fit(clips[:40], labels[:40]) for _ in range(2)]
+    np.testing.assert_array_equal(
+        fits[0].predict_proba(clips[40:50]), fits[1].predict_proba(clips[40:50]),
+        err_msg="weights, dropout and the order of the batches come from random_state")
+    other = SequenceClassifier(units=4, num_layers=1, epochs=3, batch_size=8, dropout=0.3,
+                               random_state=6).fit(clips[:40], labels[:40])
+    assert not np.array_equal(other.predict_proba(clips[40:50]),
+                              fits[0].predict_proba(clips[40:50])), "another seed, another model"
+
+
 def test_lstm_string_labels_and_any_length():
     rng = np.random.default_rng(0)
     clips = [rng.normal(size=(n, 4)).astype(np.float32) + (i % 2) for i, n in
@@ -221,6 +262,22 @@ def test_clip_features_default_c3d(ck_clips):
                                err_msg="random_state makes the random weights reproducible")
     c3d_mean = ClipFeatureExtractor(size=16, preprocess="c3d_sports1m").fit().preprocess_
     assert callable(c3d_mean), "a registered weights name gives its preprocessing"
+
+
+@pytest.mark.parametrize("random_state", [3, None, np.random.RandomState(1)],
+                         ids=["int", "None", "RandomState"])
+def test_default_c3d_leaves_global_generators_alone(random_state):
+    """Regression: the default C3D was seeded with keras.utils.set_random_seed."""
+    extractor = ClipFeatureExtractor(size=16, random_state=random_state)
+    untouched = draws_after(lambda: None)
+    python, numpy = draws_after(extractor.fit)
+    assert python == untouched[0], "fit changed Python's global generator"
+    if random_state is not None:
+        assert numpy == untouched[1], "fit changed NumPy's global generator"
+    if random_state == 3:
+        again = ClipFeatureExtractor(size=16, random_state=3).fit()
+        for a, b in zip(extractor.model_.get_weights(), again.model_.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg="an int random_state fixes the weights")
 
 
 def test_clip_features_reject(tiny_c3d, ck_clips):

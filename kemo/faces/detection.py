@@ -37,6 +37,7 @@ _PNET_WINDOW = 12.0
 
 _SHARED = {}
 _SHARED_LOCK = threading.Lock()
+_CALLS_LOCK = threading.Lock()
 
 
 def as_uint8_image(image, name="image"):
@@ -109,6 +110,9 @@ def check_tensorflow_backend():
     Raises:
         BackendError: naming the active backend and the fix.
     """
+    from kemo._tensorflow import import_quietly
+
+    import_quietly()
     import keras
 
     backend = keras.backend.backend()
@@ -370,7 +374,8 @@ class FaceDetector:
         keep = [i for i, im in enumerate(images) if min(im.shape[:2]) >= _PNET_WINDOW]
         if not keep:
             return np.empty((0, 16))
-        self.calls += len(keep)
+        with _CALLS_LOCK:  # += is not atomic: detectors are shared by threads
+            self.calls += len(keep)
         rows = mtcnn.detect_faces(
             [images[i] for i in keep],
             box_format="xyxy",

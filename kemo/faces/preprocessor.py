@@ -27,7 +27,7 @@ from kemo.faces.detection import KEYPOINT_NAMES, FaceDetector, as_uint8_image, t
 from kemo.faces.tracking import CARRY_MODES, SELECT_MODES, FaceTracker
 
 # Bump when the cached arrays or their meaning change, so old cache files are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: aligned crops repeat the image edge instead of black
 
 
 class NoFaceWarning(UserWarning):
@@ -104,6 +104,27 @@ class VideoFaces:
     def __len__(self):
         return len(self.faces)
 
+    def track_rows(self):
+        """The rows of each tracked face, the main face first.
+
+        The main face is the one tracked in the most frames (ties: the larger median box, then
+        the lower id), so a face that is the largest for a moment (a passer-by close to the
+        camera) does not take over from the one seen all along.
+
+        Returns:
+            list of int64 arrays, one per track, longest first: indices into the rows.
+        """
+        groups = [np.flatnonzero(self.track_ids == t) for t in np.unique(self.track_ids)]
+        areas = self.boxes[:, 2] * self.boxes[:, 3]
+        return sorted(groups, key=lambda rows: (-len(rows), -float(np.median(areas[rows]))))
+
+    def subset(self, rows):
+        """The given rows (e.g. one track of :meth:`track_rows`), as a new VideoFaces."""
+        arrays = {name: getattr(self, name)[rows] for name in self._ARRAYS
+                  if name != "missing_frames"}
+        return VideoFaces(**arrays, missing_frames=self.missing_frames,
+                          frames_read=self.frames_read, source=self.source)
+
     def __array__(self, dtype=None, copy=None):
         """Return the face stack: ``np.asarray(result)`` is ``result.faces``."""
         faces = self.faces if dtype is None else self.faces.astype(dtype, copy=False)
@@ -162,6 +183,8 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
             face, with track ids).
         cache_dir: folder for cached results (created if needed); None disables caching.
         batch_size: frames per MTCNN call when ``detect_every`` is 1.
+        verbose: show a progress bar of the frames read from each video (tqdm; on standard
+            error in a terminal). It changes nothing in the results.
 
     Attributes:
         detector_: the :class:`~kemo.faces.FaceDetector` built by :meth:`fit`.
@@ -189,6 +212,7 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
         select="largest",
         cache_dir=None,
         batch_size=8,
+        verbose=False,
     ):
         self.min_face_size = min_face_size
         self.thresholds = thresholds
@@ -204,6 +228,7 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
         self.select = select
         self.cache_dir = cache_dir
         self.batch_size = batch_size
+        self.verbose = verbose
 
     def fit(self, X=None, y=None):
         """Check the settings and build the detector; nothing is learned from ``X``.
@@ -298,6 +323,9 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
 
     def _settings(self):
         """Everything that changes the output, for the cache key."""
+        from kemo._tensorflow import import_quietly
+
+        import_quietly()  # mtcnn imports TensorFlow
         import mtcnn
 
         return {
@@ -354,6 +382,8 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
         )
         out = int(self.size if self.out_size is None else self.out_size)
         frames, source = self._frames(video, name)
+        if self.verbose:
+            frames = _frame_bar(frames, video, self.n_frames, name)
         faces, rows, missing = [], [], []
         frames_read = 0
         rgb_frames = ((i, to_rgb_uint8(f, f"{name} frame {i}")) for i, f in frames)
@@ -383,6 +413,28 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
             missing_frames=np.array(missing, np.int64),
             source=None if source is None else str(source),
         )
+
+
+def _frame_bar(frames, video, n_frames, name):
+    """``frames`` behind a progress bar of the frames read, named after the video."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    total = n_frames
+    if total is None and isinstance(video, np.ndarray):
+        total = len(video)
+    elif total is None:
+        from kemo.errors import VideoReadError
+        from kemo.video import Video
+
+        try:
+            with Video(video) as clip:
+                total = clip.reported_frame_count or None  # the header: cheap, nearly exact
+        except VideoReadError:
+            total = None  # reading the frames reports it
+    label = name if isinstance(video, np.ndarray) else Path(video).name
+    return tqdm(frames, total=total, desc=label, unit="frame", leave=False, file=sys.stderr)
 
 
 def _check_int(name, value, minimum):

@@ -87,7 +87,10 @@ class FaceTracker:
     Feed frames in order with :meth:`track` (an iterable: it detects frames 0, k, 2k... in
     batches) or :meth:`update` (one frame at a time: it detects when k frames have passed since
     the last detection). Either way a full detection also runs on any frame where a tracked face
-    is lost or no face is tracked.
+    is lost. While no face is found, detections keep to every k-th frame: a stretch without
+    faces (an empty room, a cut to a landscape) costs one MTCNN call per k frames, not one per
+    frame, and a face that comes into view is found within k - 1 frames, as a face that leaves
+    in front of a still background is noticed within k - 1 frames (see the module docstring).
 
     Measured with ``python benchmarks/bench_faces.py`` (2 shared CPU cores, min_face_size=40),
     against detection on every frame; eye error is the mean (95th percentile) distance of the
@@ -177,6 +180,12 @@ class FaceTracker:
         self.frames_seen += 1
         flow = self.carry == "flow" and self.detect_every > 1
         gray = self._gray(frame) if flow else None
+        if (detections is None and not self._tracks and self.detections
+                and self._since < self.detect_every):
+            # the last detection found no face: wait for the next one that is due
+            self._since += 1
+            self._prev_gray = gray
+            return []
         carried = None
         if detections is None and self._tracks and self._since < self.detect_every:
             carried = self._carry_all(gray)

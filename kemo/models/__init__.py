@@ -15,6 +15,11 @@ builder            default input    feature taps (layer name: size)
 =================  ===============  =========================================
 """
 
+# ruff: noqa: E402 - TensorFlow is started quietly before the builders import Keras
+from kemo._tensorflow import import_quietly
+
+import_quietly()
+
 from kemo.models import c3d, lstm, resnet10, vggface
 from kemo.models.c3d import C3D, clip_windows
 from kemo.models.c3d import preprocess_input as c3d_preprocess_input
