@@ -17,15 +17,8 @@ Usage (from the repository root, after ``pip install -e ".[dev,dask]"``)::
 import argparse
 import os
 import time
-from pathlib import Path
 
-
-def data_root(path):
-    if path:
-        return Path(path)
-    if os.environ.get("KEMO_DATA"):
-        return Path(os.environ["KEMO_DATA"])
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+from ckplus_videos import data_root  # noqa: E402  (benchmarks run as scripts from here)
 
 
 def measure(workers, clips, repeat):

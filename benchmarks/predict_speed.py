@@ -22,22 +22,13 @@ Usage (from the repository root)::
 """
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-
-
-def data_root(path):
-    if path:
-        return Path(path)
-    if os.environ.get("KEMO_DATA"):
-        return Path(os.environ["KEMO_DATA"])
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+from ckplus_videos import data_root  # noqa: E402  (benchmarks run as scripts from here)
 
 
 def per_clip(function, items, repeats):
