@@ -268,15 +268,16 @@ def child(job_file):
 # --------------------------------------------------------------------------- parent
 
 
-def measure(python, job, tmp):
-    """Run one job in a fresh process of ``python``; return its result dict (or raise)."""
+def measure(python, job, tmp, script=__file__):
+    """Run one job in a fresh process of ``python`` running ``script --child``; return its
+    result dict (or raise)."""
     job_file = Path(tmp) / "job.json"
     job_file.write_text(json.dumps(job))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
     if job.get("threads"):
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[name] = str(job["threads"])
-    done = subprocess.run([python, __file__, "--child", str(job_file)], capture_output=True,
+    done = subprocess.run([python, script, "--child", str(job_file)], capture_output=True,
                           text=True, env=env)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     if done.returncode != 0 or not lines:

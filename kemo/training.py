@@ -141,7 +141,8 @@ def realign_faces(images, *, upscale=192, batch_size=64, progress=None):
     images = np.asarray(images)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise InputError(f"images must be uint8 (N, H, W); got {images.dtype} {images.shape}")
-    detector = FaceDetector(batch_size=16)
+    # One pass: the upscaled faces are large, and the cached realigned sets stay as they were.
+    detector = FaceDetector(batch_size=16, small_face_size=None)
     faces, found = images.copy(), np.zeros(len(images), bool)
     for start in range(0, len(images), batch_size):
         big = [cv2.resize(im, (upscale, upscale), interpolation=cv2.INTER_CUBIC)

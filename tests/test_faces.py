@@ -203,6 +203,8 @@ def test_bad_frame_in_batch_is_named():
         {"max_side": 640.0},
         {"min_confidence": -0.1},
         {"batch_size": 0},
+        {"small_face_size": 8},
+        {"small_face_size": "small"},
     ],
 )
 def test_bad_detector_arguments(kwargs):
@@ -228,3 +230,48 @@ def test_mtcnn_is_created_once(detector, images):
     first = detection_module.shared_mtcnn()
     FaceDetector(min_face_size=60).detect(images["mtcnn_no_faces.jpg"])
     assert detection_module.shared_mtcnn() is first, "all detectors share one MTCNN object"
+
+
+@pytest.fixture(scope="module")
+def crowd(shared_data):
+    """A 1280x720 frame holding the six faces of a real group photo at 15-24 pixels wide."""
+    photo = cv2.imread(str(shared_data / "faces" / "facenet_multiface.jpg"))[:, :, ::-1]
+    truth = [r["box"] for r in FaceDetector().detect(np.ascontiguousarray(photo))]
+    small = cv2.resize(photo, None, fx=0.22, fy=0.22, interpolation=cv2.INTER_AREA)
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    frame[200:200 + small.shape[0], 400:400 + small.shape[1]] = small
+    boxes = [[400 + x * 0.22, 200 + y * 0.22, w * 0.22, h * 0.22] for x, y, w, h in truth]
+    return frame, boxes
+
+
+def _matched(records, boxes):
+    return sum(any(detection_module.box_iou(r["box"], b) >= 0.3 for r in records) for b in boxes)
+
+
+def test_small_faces_get_a_second_look(crowd):
+    frame, boxes = crowd
+    assert len(boxes) == 6
+    assert max(b[2] for b in boxes) < 25, "the faces are below the first pass's 40 pixels"
+    once = FaceDetector(small_face_size=None)
+    found_once = once.detect(frame)
+    twice = FaceDetector()
+    found = twice.detect(frame)
+    # The first pass finds some of them (MTCNN's boxes are wider than its minimum), which tells
+    # the detector to look again, down to 20 pixels: then all six are found.
+    assert 0 < _matched(found_once, boxes) < 6
+    assert _matched(found, boxes) == 6
+    assert len(found) == 6, "and no false face"
+    assert once.calls == 1 and twice.calls == 2
+    assert [r["confidence"] for r in found] == sorted((r["confidence"] for r in found),
+                                                      reverse=True)
+
+
+def test_close_ups_take_one_pass(detector, images, ck_frame):
+    counter = FaceDetector()
+    for name in ("fr_obama.jpg", "fr_two_people.jpg"):
+        assert counter.detect(images[name]) == detector.detect(images[name])
+    counter.detect(ck_frame)
+    assert counter.calls == 3, "large faces need no second look"
+    level = FaceDetector(min_face_size=20, small_face_size=20)
+    level.detect(images["mtcnn_ivan.jpg"])
+    assert level.calls == 1, "a first pass down to 20 pixels leaves nothing to look for again"

@@ -165,9 +165,10 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
     first in a scikit-learn :class:`~sklearn.pipeline.Pipeline`.
 
     Args:
-        min_face_size, thresholds, scale_factor, max_side, min_confidence: the
-            :class:`~kemo.faces.FaceDetector` settings (``max_side=1920``: larger frames are
-            shrunk for detection; None detects at full size).
+        min_face_size, thresholds, scale_factor, max_side, min_confidence, small_face_size:
+            the :class:`~kemo.faces.FaceDetector` settings (``max_side=1920``: larger frames
+            are shrunk for detection; None detects at full size; ``small_face_size``: a second
+            look for faces down to 20 pixels in frames where people are at a distance).
         size: side of the aligned crop (the paper: 128).
         out_size: side of the returned faces (the model's input: 224, 150, 48, 64); None keeps
             ``size``.
@@ -213,6 +214,7 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
         cache_dir=None,
         batch_size=8,
         verbose=False,
+        small_face_size=20,
     ):
         self.min_face_size = min_face_size
         self.thresholds = thresholds
@@ -229,6 +231,7 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.batch_size = batch_size
         self.verbose = verbose
+        self.small_face_size = small_face_size
 
     def fit(self, X=None, y=None):
         """Check the settings and build the detector; nothing is learned from ``X``.
@@ -267,6 +270,7 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
             max_side=self.max_side,
             min_confidence=self.min_confidence,
             batch_size=self.batch_size,
+            small_face_size=self.small_face_size,
         )
         return self
 
