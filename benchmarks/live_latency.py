@@ -101,9 +101,12 @@ def follow_fer(paths, size):
     """fer's frame-by-frame analysis of the newest frame of the same 30 frames/s stream."""
     import threading
 
-    from fer import FER
+    import fer
+    from fer.fer import FER  # fer 25 no longer exports FER from the package
 
-    detector = FER()
+    # OpenCV 5 ships no cv2.data cascades: fer's own copy of the Haar cascade, as bench_video.
+    cascade = Path(fer.__file__).parent / "data" / "haarcascade_frontalface_default.xml"
+    detector = FER(cascade_file=str(cascade))
     stream = list(frames(paths, size))
     detector.detect_emotions(stream[0])  # warm-up
     newest = {"index": -1}

@@ -19,13 +19,30 @@ Spatio-temporal Information", EmotiW 2017. What runs, and where it differs from 
   with weights searched by ``kemo.FusionClassifier`` on the other folds' held-out probabilities.
 * Table III: per-class accuracy of every method, and confusion-matrix figures (PNG in ``--out``).
 
+Seeds: everything trained here (the VGG-style network, C3D, the LSTM, the fusion weight search)
+is trained once per seed (``--seeds N``, default 3; seeds ``--seed`` .. ``--seed + N - 1``), and
+each of those rows reports the mean, the sample standard deviation and the range over the seeds.
+The shipped model's rows and the majority class depend on no seed. A seed fixes everything: the
+global generators are seeded at the start of each seed (``keras.utils.set_random_seed``), each
+stage reseeds itself from the seed (and the fold), TensorFlow runs with op determinism and a fixed
+thread count (``--threads``), and the cache keys hold the seed and those runtime settings; the
+same command and seed on the same machine and versions give the same tables (checked by
+``tests/test_results.py``).
+
+Results file: a full run writes every figure with its protocol to ``docs/results.json``
+(section ``reproduce``; the file's ``benchmarks`` section holds the other scripts' figures) at
+the end of each seed, and regenerates the tables of ``docs/results.md`` between
+``<!-- results:NAME -->`` markers; ``--render-docs`` only regenerates them from the file.
+
 Expensive intermediate results (faces, features, trained networks, C3D and LSTM predictions) are
-cached in ``--cache``, so a rerun only redoes what changed. ``--quick`` runs everything on tiny
-subsets with tiny budgets (CI); its figures are not results.
+cached in ``--cache``, so a rerun only redoes what changed (an interrupted VGG-style training
+resumes from its last epoch). ``--quick`` runs everything on tiny subsets with tiny budgets (CI;
+one seed unless ``--seeds``); its figures are not results and go to ``--out`` only.
 
 Usage:
-    nice -n 10 python benchmarks/reproduce.py --data ../shared/data
+    nice -n 10 python benchmarks/reproduce.py --data ../shared/data --seeds 3
     python benchmarks/reproduce.py --data ../shared/data --quick --out /tmp/o --cache /tmp/c
+    python benchmarks/reproduce.py --render-docs
 """
 
 from __future__ import annotations
@@ -196,7 +213,7 @@ def vgg_style(widths=(16, 32, 64, 128), fc=512, input_shape=(48, 48, 1), classes
     return keras.Model(inputs, x, name="vgg_style")
 
 
-def he_init(model, skip=()):
+def he_init(model, skip=(), seed=0):
     """Re-draw the kernels of ``model`` from He-normal (ReLU networks without normalisation).
 
     With the builders' Glorot initialisation, C3D (eight plain ReLU convolutions) sat at chance
@@ -204,7 +221,7 @@ def he_init(model, skip=()):
     """
     import keras
 
-    init = keras.initializers.HeNormal(seed=0)
+    init = keras.initializers.HeNormal(seed=seed)
     for layer in model.layers:
         if getattr(layer, "kernel", None) is not None and layer.name not in skip:
             layer.kernel.assign(init(layer.kernel.shape))
@@ -303,11 +320,15 @@ def read_recorded_runs(folder=RESULTS_DIR):
     return runs
 
 
-def table1(data_root, cfg, cache, out, log):
+def table1(data_root, cfg, cache, out, log, shipped=None):
     """FER2013 PublicTest accuracy of every frame model.
 
+    Args:
+        shipped: the ``(results, report)`` of the shipped ResNet-10 from an earlier seed: its
+            score depends on no seed, so it is computed once per run.
+
     Returns:
-        ``(table text, per-class text, results dict, the VGG-style Keras model)``.
+        ``(table text, per-class text, results dict, the VGG-style Keras model, shipped)``.
     """
     import keras
 
@@ -323,13 +344,14 @@ def table1(data_root, cfg, cache, out, log):
 
     # ResNet-10: the shipped weights, scored now (the file may have been replaced).
     t = time.time()
-    clf = FaceEmotionClassifier()
-    proba = clf.predict_proba(x_val)
-    reports["ResNet-10 (shipped)"] = evaluate(y_val, proba, labels=range(7))
-    acc = reports["ResNet-10 (shipped)"].accuracy
     info = registry.get("fer2013_resnet10")
-    results["resnet10"] = {"accuracy": acc, "n": len(y_val), "sha256": info.sha256,
-                           "seconds": time.time() - t}
+    if shipped is None:
+        proba = FaceEmotionClassifier().predict_proba(x_val)
+        shipped = ({"accuracy": evaluate(y_val, proba, labels=range(7)).accuracy,
+                    "n": len(y_val), "sha256": info.sha256, "seconds": time.time() - t},
+                   evaluate(y_val, proba, labels=range(7)))
+    results["resnet10"], reports["ResNet-10 (shipped)"] = shipped
+    acc = results["resnet10"]["accuracy"]
     rows.append(["ResNet-10, kemo's shipped `fer2013_resnet10`", pct(acc), len(y_val),
                  PAPER_TABLE1["resnet10"],
                  f"48x48 gray, trained on FER2013 Training (see weights/{info.card}); weights "
@@ -342,7 +364,7 @@ def table1(data_root, cfg, cache, out, log):
     y_train = train.labels[:cfg.vgg_train_limit]
     x_v = as_model_input(x_val) / 255.0
     precision = "mixed_bfloat16" if bf16_cpu() else "float32"
-    run_key = key_of(cfg.vgg_widths, cfg.vgg_epochs, len(x_train), cfg.seed)
+    run_key = key_of(cfg.vgg_widths, cfg.vgg_epochs, len(x_train), cfg.seed, runtime_key())
     run_dir = Path(cache) / f"vgg_style-{run_key}"
     t = time.time()
     model, state = fit_classifier(
@@ -411,7 +433,7 @@ def table1(data_root, cfg, cache, out, log):
             + md_table(["model", "kemo here", "images", "paper", "how it ran here"], rows))
     per_class = "\n".join(f"    {line}" for line in compare(reports).splitlines())
     results["per_class"] = {k: r.to_dict() for k, r in reports.items()}
-    return text, per_class, results, vgg
+    return text, per_class, results, vgg, shipped
 
 
 # --------------------------------------------------------------------------- video data
@@ -514,7 +536,7 @@ def svm_proba(X, vs, train, test, cfg):
     """Held-out probabilities of a linear SVM (C by grouped inner CV) on one fold."""
     from kemo.classifiers import LinearSVMClassifier
 
-    svm = LinearSVMClassifier(C=cfg.svm_Cs[0], calibration="softmax")
+    svm = LinearSVMClassifier(C=cfg.svm_Cs[0], calibration="softmax", random_state=0)
     groups = vs.subjects[train]
     inner = min(3, len(np.unique(groups)))
     if len(cfg.svm_Cs) > 1 and inner >= 2:
@@ -585,7 +607,7 @@ def oof_lstm(sequences, vs, classes, cfg, cache, log):
     for i, f in enumerate(frames):
         X[i, :len(f)] = f
     y = np.searchsorted(classes, vs.labels)
-    key = key_of("lstm", cfg.lstm_units, cfg.lstm_steps, cfg.seed,
+    key = key_of("lstm", cfg.lstm_units, cfg.lstm_steps, cfg.seed, runtime_key(),
                  [t.tolist() for _, t in vs.folds], hashlib.sha256(X.tobytes()).hexdigest())
 
     def compute():
@@ -642,7 +664,7 @@ def c3d_trainer(classes, cfg):
                     dropout=0.0)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    he_init(model, skip=("fc8",))
+    he_init(model, skip=("fc8",), seed=cfg.seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
     return Restart(model), keras.Model(model.inputs, model.get_layer("fc6").output)
 
@@ -658,8 +680,9 @@ def oof_c3d(vs, classes, cfg, cache, log):
     y = np.searchsorted(classes, vs.labels)
     trainer = []  # built on the first fold that is not cached
     for k, (train, test) in enumerate(vs.folds):
-        key = key_of("c3d", cfg.c3d_side, cfg.c3d_epochs, cfg.c3d_batch, cfg.seed, bf16_cpu(),
-                     len(classes), train.tolist(), digest.hexdigest())
+        key = key_of("c3d", cfg.c3d_side, cfg.c3d_epochs, cfg.c3d_batch, cfg.seed,
+                     runtime_key(), bf16_cpu(), len(classes), train.tolist(),
+                     digest.hexdigest())
 
         def compute(train=train, k=k):
             t = time.time()
@@ -808,7 +831,7 @@ def table2(results, networks, cfg):
         info = res["info"]
         lines.append(f"Searched fusion weights, mean over the folds of {res['title']}: "
                      + ", ".join(f"{k} {v:.3f}" for k, v in info["searched_weights"].items()))
-    return "\n".join(lines), reports, labels
+    return "\n".join(lines), reports, labels, notes
 
 
 def table3(fer_per_class, reports, labels, out):
@@ -832,40 +855,369 @@ def table3(fer_per_class, reports, labels, out):
     return "\n".join(lines), figures
 
 
+# --------------------------------------------------------------------------- runtime
+
+
+#: How the TensorFlow runtime was set up (threads, op determinism); part of the cache keys of
+#: everything trained here, since both change the order of floating-point sums.
+RUNTIME = {"threads": None, "op_determinism": False}
+
+
+def runtime_key():
+    """The runtime settings that change what training computes (for cache keys)."""
+    return [RUNTIME["threads"], RUNTIME["op_determinism"]]
+
+
+def set_up_runtime(threads, deterministic, log):
+    """Fix TensorFlow's thread pools and ask for deterministic kernels, before TF runs anything.
+
+    A kernel that splits a sum over threads adds in an order that can follow the thread
+    count; ``enable_op_determinism`` also makes ``tf.data`` keep its order and raises on the
+    few ops without a deterministic kernel. Where TensorFlow has already started (inside a
+    test session), the thread pools cannot change any more: the values in use are recorded.
+    """
+    import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            log(f"TensorFlow already started: thread pools left at "
+                f"{tf.config.threading.get_intra_op_parallelism_threads()} (0: one per core)")
+    previous = _determinism()
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    RUNTIME.update(threads=tf.config.threading.get_intra_op_parallelism_threads(),
+                   op_determinism=bool(deterministic))
+    return previous
+
+
+def _determinism(enable=None):
+    """Whether TensorFlow's op determinism is on; with ``enable``, set it (to restore it).
+
+    TensorFlow's public API can only switch it on; the switch back, for a caller that runs
+    :func:`main` inside a longer process (a test session), uses the function behind it.
+    """
+    try:
+        from tensorflow.python.framework import config
+    except ImportError:
+        return None
+    if enable is not None:
+        (config.enable_op_determinism if enable else config.disable_op_determinism)()
+    return config.is_op_determinism_enabled()
+
+
+# --------------------------------------------------------------------------- over seeds
+
+#: Rows that no seed reaches: the shipped model's, the majority class. Each is still computed
+#: on every seed, and reported as seed-dependent if it ever moves.
+SEED_FREE = {"table1": {"resnet10", "vggface"}, "table2": {"majority", "resnet", "vggface"}}
+SPREAD = ("mean ± sample standard deviation (ddof 1) over the seeds, then the lowest and highest "
+          "seed in brackets")
+BLOCK = None  # compiled on first use (see render_markdown)
+
+
+def stat(values):
+    """Mean, sample std, min and max of per-seed fractions."""
+    v = np.asarray(values, float)
+    return {"per_seed": [float(x) for x in v], "mean": float(v.mean()),
+            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max())}
+
+
+def cell(s, seed_dependent=True):
+    """A table cell (percent) for a :func:`stat` or a fixed figure.
+
+    A row trained here shows its spread over the seeds even where it is zero; a row that no
+    seed reaches shows its one value.
+    """
+    if s is None:
+        return "n/a"
+    if isinstance(s, str):
+        return s
+    if isinstance(s, (int, float)):
+        return pct(s)
+    if len(s["per_seed"]) == 1:
+        return pct(s["mean"]) + (" (1 seed)" if seed_dependent else "")
+    if not seed_dependent:
+        return pct(s["mean"])
+    return (f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} "
+            f"({100 * s['min']:.2f}–{100 * s['max']:.2f})")
+
+
+def per_class_mean(dicts):
+    """Per-class accuracy averaged over seeds: ``{class: mean}`` from ``to_dict()`` outputs."""
+    out = {}
+    for name in dicts[0]["per_class"]:
+        values = [d["per_class"][name] for d in dicts if d["per_class"][name] is not None]
+        out[name] = float(np.mean(values)) if values else None
+    out["overall"] = float(np.mean([d["accuracy"] for d in dicts]))
+    return out
+
+
+def summarise(seed_runs, cfg, seeds_planned, command, runtime, wall):
+    """The ``reproduce`` section of the results file from the runs of every finished seed."""
+    from datetime import datetime, timezone
+
+    seeds = [run["seed"] for run in seed_runs]
+    first = seed_runs[0]
+    moved = []
+
+    def over_seeds(table, key, values):
+        fixed = key in SEED_FREE[table]
+        if fixed and len(set(values)) > 1:
+            moved.append(f"{table}/{key}")
+        return stat(values), not fixed or len(set(values)) > 1
+
+    # Table I
+    t1rows = []
+    res = [run["table1"] for run in seed_runs]
+    s, dep = over_seeds("table1", "resnet10", [r["resnet10"]["accuracy"] for r in res])
+    t1rows.append({"key": "resnet10", "label": "ResNet-10, kemo's shipped `fer2013_resnet10`",
+                   "accuracy": s, "seed_dependent": dep, "images": res[0]["resnet10"]["n"],
+                   "paper": PAPER_TABLE1["resnet10"],
+                   "note": "48x48 gray, trained on FER2013 Training (weights/fer2013_resnet10.md);"
+                           f" sha256 {res[0]['resnet10']['sha256'][:12]}..., flip averaging"})
+    v = res[0]["vgg_style"]
+    s, dep = over_seeds("table1", "vgg_style", [r["vgg_style"]["accuracy"] for r in res])
+    t1rows.append({"key": "vgg_style", "label": "VGG-style, trained here from scratch",
+                   "accuracy": s, "seed_dependent": dep, "images": v["n"], "paper": None,
+                   "note": f"{2 * len(cfg.vgg_widths)} conv (widths "
+                           f"{'-'.join(map(str, cfg.vgg_widths))}, batch norm) + fc6 512, "
+                           f"{v['parameters'] / 1e6:.2f} M parameters; {v['epochs']} epochs on "
+                           f"{v['train_images']} Training images, kemo recipe, {v['precision']}; "
+                           f"{np.mean([r['vgg_style']['train_minutes'] for r in res]):.1f} min "
+                           f"training per seed; last epoch, no model selection on PublicTest"})
+    face = res[0]["vggface"]
+    if face["present"]:
+        s, dep = over_seeds("table1", "vggface", [r["vggface"]["accuracy"] for r in res])
+        t1rows.append({"key": "vggface", "label": "VGG-Face fc6 + linear SVM (probe)",
+                       "accuracy": s, "seed_dependent": dep, "images": face["n"],
+                       "paper": PAPER_TABLE1["vggface"],
+                       "note": f"identity weights, not fine-tuned; linear SVM on fc6 of "
+                               f"{face['probe_train']} Training images"})
+    else:
+        t1rows.append({"key": "vggface", "label": "VGG-Face (VGG16, the paper's best)",
+                       "accuracy": "absent", "seed_dependent": False, "images": None,
+                       "paper": PAPER_TABLE1["vggface"],
+                       "note": "weights file not on this machine (rcmalli_vggface_tf_vgg16.h5); "
+                               "fine-tuning it is out of reach on 2 CPU cores anyway"})
+    for rec in res[0]["recorded"]:
+        t1rows.append({"key": f"recorded:{rec['file']}", "label": f"{rec['model']} (recorded)",
+                       "accuracy": rec["accuracy"], "seed_dependent": False, "images": None,
+                       "paper": None, "note": f"read from benchmarks/results/{rec['file']}"})
+    table1 = {"protocol": {"dataset": "FER2013 PublicTest", "images": res[0]["resnet10"]["n"],
+                           "scoring": "accuracy, each image averaged with its mirror image",
+                           "seeds": seeds},
+              "rows": t1rows}
+
+    # Table II
+    sets = []
+    for name, info in first["sets"].items():
+        sets.append({"key": name, **info})
+    t2rows = []
+    for method, label in first["labels"].items():
+        if not any(method in run["accuracy"][st["key"]] for run in seed_runs for st in sets):
+            continue
+        cells, deps = {}, []
+        for st in sets:
+            values = [run["accuracy"][st["key"]].get(method) for run in seed_runs]
+            if values[0] is None:
+                cells[st["key"]] = None
+                continue
+            cells[st["key"]], d = over_seeds("table2", method, values)
+            deps.append(d)
+        t2rows.append({"key": method, "label": label, "cells": cells,
+                       "seed_dependent": any(deps), "paper": PAPER_TABLE2.get(method),
+                       "note": first["notes"][method]})
+    weights = {st["key"]: {str(run["seed"]): run["searched_weights"][st["key"]]
+                           for run in seed_runs} for st in sets}
+    table2 = {"protocol": {"sets": sets, "seeds": seeds}, "rows": t2rows,
+              "searched_weights": weights}
+
+    # Table III: per-class accuracy, mean over the seeds
+    table3 = {"FER2013 PublicTest": {
+        label: per_class_mean([run["table1"]["per_class"][label] for run in seed_runs])
+        for label in first["table1"]["per_class"]}}
+    for st in sets:
+        table3[st["key"]] = {
+            first["labels"][m]: per_class_mean([run["reports"][st["key"]][m]
+                                                for run in seed_runs])
+            for m in first["reports"][st["key"]]}
+    return {
+        "generated_by": "benchmarks/reproduce.py",
+        "command": command,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": "quick" if cfg.quick else "full",
+        "seeds": seeds, "seeds_planned": seeds_planned,
+        "complete": seeds == seeds_planned,
+        "spread": SPREAD,
+        "seed_free_rows_that_moved": moved,
+        "runtime": runtime, "wall_minutes": round(wall / 60, 1),
+        "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed"},
+        "table1": table1, "table2": table2, "table3": table3,
+    }
+
+
+def comparable(section):
+    """A ``reproduce`` section without what changes from run to run by design (time, date)."""
+    out = json.loads(json.dumps(section))
+    for key in ("date", "wall_minutes", "command"):
+        out.pop(key, None)
+    out["runtime"] = {k: v for k, v in out["runtime"].items() if k != "cpus"}
+    for row in out["table1"]["rows"]:
+        row["note"] = row["note"].split("; last epoch")[0].rsplit(";", 1)[0]  # minutes
+    return out
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _paper(value):
+    return "-" if value is None else f"{value:.2f}"
+
+
+def render_table1(r):
+    rows = [[row["label"], cell(row["accuracy"], row["seed_dependent"]), row["images"] or "-",
+             _paper(row["paper"]),
+             row["note"]] for row in r["table1"]["rows"]]
+    return ("Table I. FER2013 PublicTest accuracy (%) of the frame models (paper: FER2013 test)\n\n"
+            + md_table(["model", "kemo here", "images", "paper", "how it ran here"], rows))
+
+
+def render_table2(r):
+    t2 = r["table2"]
+    sets = t2["protocol"]["sets"]
+    rows = [[row["label"], *(cell(row["cells"][st["key"]], row["seed_dependent"]) for st in sets),
+             _paper(row["paper"]), row["note"]] for row in t2["rows"]]
+    lines = ["Table II. Held-out accuracy (%) on the video stand-ins (each video predicted once, "
+             "by models that never saw its subject)", ""]
+    for st in sets:
+        p = st["protocol"]
+        lines.append(f"- {st['title']}: {st['description']}; protocol: {p['folds']} folds of whole "
+                     f"subjects (GroupKFold), {p['videos']} videos, {p['subjects']} subjects")
+    lines += ["", md_table(["method", *(st["title"] for st in sets), "paper (AFEW val)",
+                            "how it ran here"], rows), ""]
+    for st in sets:
+        w = t2["searched_weights"][st["key"]]
+        names = list(next(iter(w.values())))
+        mean = {n: np.mean([w[seed][n] for seed in w]) for n in names}
+        lines.append(f"Searched fusion weights on {st['title']}, mean over folds and seeds: "
+                     + ", ".join(f"{n} {v:.3f}" for n, v in mean.items()))
+    return "\n".join(lines)
+
+
+def render_table3(r):
+    lines = [f"Table III. Per-class accuracy (%), mean over seeds {r['seeds']}"]
+    for set_name, methods in r["table3"].items():
+        classes = list(next(iter(methods.values())))
+        rows = [[label, *(pct(v[c]) for c in classes)] for label, v in methods.items()]
+        lines += ["", f"{set_name}:", "", md_table(["method", *classes], rows)]
+    return "\n".join(lines)
+
+
+def render_run(r):
+    rt = r["runtime"]
+    status = ("all planned seeds finished" if r["complete"] else
+              f"INCOMPLETE: seeds {r['seeds']} of {r['seeds_planned']} finished")
+    moved = (f" Rows of the shipped model that moved between seeds (should not): "
+             f"{', '.join(r['seed_free_rows_that_moved'])}." if r["seed_free_rows_that_moved"]
+             else "")
+    return (f"Generated by `{r['command']}` on {r['date']} ({r['mode']} mode, {status}; "
+            f"{r['wall_minutes']} min wall time on {rt['cpus']} shared CPU cores, keras "
+            f"{rt['keras']} on {rt['backend']}, {rt['threads']} TensorFlow threads, op "
+            f"determinism {'on' if rt['op_determinism'] else 'off'}). Rows trained here (marked "
+            f"by a spread) were trained once per seed, seeds {r['seeds']}: each cell is the "
+            f"{SPREAD}. Rows without a spread (the shipped model, the majority class) depend on "
+            f"no seed and are the same on every seed.{moved}")
+
+
+def reference(results, ref):
+    """The cell of a figure of the ``reproduce`` section: ``table1:ROW`` or ``table2:ROW:SET``.
+
+    Other tables cite Tables I and II this way (``{table2:resnet:ckplus_clips}`` in a cell),
+    so that a figure is stored once.
+    """
+    table, row, *where = ref.split(":")
+    section = results.get("reproduce")
+    if section is None:
+        return "(not yet run)"
+    found = next(r for r in section[table]["rows"] if r["key"] == row)
+    value = found["cells"][where[0]] if where else found["accuracy"]
+    return cell(value, found["seed_dependent"])
+
+
+def render_recorded(results, name, table):
+    """A table of ``results["benchmarks"][name]``, and the command and date that measured it."""
+    import re
+
+    entry = results["benchmarks"][name]
+    t = entry["tables"][table]
+    def cite(m):  # "{table2:ROW:SET} %": the figure and its unit, once it is generated
+        return (reference(results, m[1]) + (m[2] or "") if "reproduce" in results
+                else "(not generated yet)")
+
+    rows = [[re.sub(r"\{(table[12]:[\w:]+)\}( %)?", cite, str(c)) for c in row]
+            for row in t["rows"]]
+    when = (f"Measured {entry['measured']}"
+            + (f" with `{entry['command']}`" if entry.get("command") else "")
+            + (f" ({entry['machine']})" if entry.get("machine") else "")
+            + ("" if entry.get("rerun", True) else "; recorded from that run, not rerun")
+            + ".")
+    return md_table(t["header"], rows) + "\n\n" + when
+
+
+def render_block(name, results):
+    """The text of one generated block, ``reproduce.<part>`` or ``<benchmark>.<table>``."""
+    group, _, part = name.partition(".")
+    if group == "reproduce":
+        if "reproduce" not in results:
+            return "(not generated yet: run `benchmarks/reproduce.py`)"
+        return {"table1": render_table1, "table2": render_table2, "table3": render_table3,
+                "run": render_run}[part](results["reproduce"])
+    return render_recorded(results, group, part)
+
+
+def render_markdown(text, results):
+    """``text`` with every ``<!-- results:NAME -->`` block rewritten from ``results``."""
+    import re
+
+    global BLOCK
+    if BLOCK is None:
+        BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.\-]+) -->\n)(?P<body>.*?)"
+                           r"(<!-- /results:(?P=name) -->)", re.S)
+    return BLOCK.sub(lambda m: m.group(1) + render_block(m["name"], results) + "\n" + m.group(4),
+                     text)
+
+
+def write_docs(docs, section):
+    """Store ``section`` as ``reproduce`` in ``docs/results.json``; regenerate results.md."""
+    path = Path(docs) / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    if section is not None:
+        results["reproduce"] = section
+    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    md = Path(docs) / "results.md"
+    if md.is_file():
+        md.write_text(render_markdown(md.read_text(), results))
+    return results
+
+
 # --------------------------------------------------------------------------- main
 
 
-def main(argv=None):
-    """Run the tables; print them; return the results as a dict."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.environ.get("KEMO_DATA"),
-                        help="data root holding fer2013/, ckplus_emopy/, ckplus48/ "
-                             "(default: $KEMO_DATA)")
-    parser.add_argument("--quick", action="store_true", help="tiny subsets and budgets (CI)")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "reproduce" / "out",
-                        help="folder for figures, tables.md and results.json")
-    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "reproduce" / "cache",
-                        help="folder for cached faces, features, trained networks")
-    args = parser.parse_args(argv)
-    if not args.data:
-        parser.error("give --data (the folder holding fer2013/, ckplus_emopy/, ckplus48/) or "
-                     "set KEMO_DATA")
-    cfg = QUICK if args.quick else FULL
-    log = Log()
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes, one per fold
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.cache.mkdir(parents=True, exist_ok=True)
+def run_seed(args, cfg, sets, shipped, log):
+    """Tables I-III for one seed: ``(per-seed record, old-style summary, texts, shipped)``."""
     import keras
 
     from kemo import weights as registry
     from kemo.models import ResNet10
 
-    log(f"mode {'QUICK' if cfg.quick else 'full'}, keras {keras.__version__} "
-        f"({keras.backend.backend()}), {os.cpu_count()} CPUs, out {args.out}, cache {args.cache}")
-
-    text1, fer_per_class, res1, vgg = table1(args.data, cfg, args.cache, args.out, log)
-    print(text1 + "\n", flush=True)
-
+    keras.utils.set_random_seed(cfg.seed)  # Python, NumPy and TensorFlow's global generators
+    log(f"seed {cfg.seed}")
+    text1, fer_per_class, res1, vgg, shipped = table1(args.data, cfg, args.cache, args.out, log,
+                                                      shipped)
     resnet_info = registry.get("fer2013_resnet10")
     networks = {
         "resnet": ("resnet", functools.partial(ResNet10, weights="fer2013_resnet10"), "fc1",
@@ -877,27 +1229,16 @@ def main(argv=None):
 
         networks["vggface"] = ("vggface", functools.partial(VGGFace, weights="vggface"), "fc6",
                                "vggface", str(res1["vggface"]["path"]))
-    sets = [load_clips(args.data, cfg, args.cache, log), load_ck48(args.data, cfg)]
     results = {}
     for vs in sets:
         classes, probas, info = run_video_set(vs, networks, cfg, args.cache, log)
         results[vs.name] = {"title": vs.title, "description": vs.description,
                             "labels": vs.labels, "classes": classes, "probas": probas,
                             "info": info}
-    text2, reports, labels = table2(results, networks, cfg)
-    print(text2 + "\n", flush=True)
-    text3, figures = table3(fer_per_class, reports, labels, args.out)
-    print(text3 + "\n", flush=True)
-    seconds = time.time() - log.start
-    mode = "--quick " if cfg.quick else ""
-    footer = (f"Command: python benchmarks/reproduce.py {mode}--data DATA; wall time "
-              f"{seconds / 60:.1f} min on {os.cpu_count()} CPU cores "
-              f"(cached stages are skipped on a rerun).")
-    print(footer, flush=True)
-
+    text2, reports, labels, notes = table2(results, networks, cfg)
     summary = {
         "mode": "quick" if cfg.quick else "full", "settings": dataclasses.asdict(cfg),
-        "seconds": seconds, "table1": res1,
+        "table1": res1,
         "table2": {name: {"accuracy": {m: rep.accuracy for m, rep in reps.items()},
                           "mean_class_accuracy": {m: rep.mean_class_accuracy
                                                   for m, rep in reps.items()},
@@ -905,11 +1246,127 @@ def main(argv=None):
                    for name, reps in reports.items()},
         "table3": {name: {m: rep.to_dict() for m, rep in reps.items()}
                    for name, reps in reports.items()},
-        "figures": sorted(figures),
     }
-    (args.out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
-    (args.out / "tables.md").write_text("\n\n".join([text1, text2, text3, footer]) + "\n")
-    return summary
+    record = {
+        "seed": cfg.seed, "table1": json.loads(json.dumps(res1, default=str)),
+        "labels": labels, "notes": notes,
+        "sets": {vs.name: {"title": vs.title, "description": vs.description,
+                           "protocol": {"dataset": vs.name, "videos": int(len(vs.labels)),
+                                        "subjects": int(len(np.unique(vs.subjects))),
+                                        "folds": len(vs.folds),
+                                        "split": "GroupKFold by subject"}}
+                 for vs in sets},
+        "accuracy": {n: {m: rep.accuracy for m, rep in reps.items()}
+                     for n, reps in reports.items()},
+        "reports": summary["table3"],
+        "searched_weights": {n: results[n]["info"]["searched_weights"] for n in results},
+    }
+    return record, summary, (text1, fer_per_class, text2, reports, labels), shipped
+
+
+def main(argv=None):
+    """Run the tables over the seeds; print them; return the first seed's results as a dict.
+
+    The returned dict holds the first seed's figures as before (``table1``, ``table2``,
+    ``table3``), and under ``reproduce`` the section written to the results file: every
+    figure over all seeds with its protocol.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("KEMO_DATA"),
+                        help="data root holding fer2013/, ckplus_emopy/, ckplus48/ "
+                             "(default: $KEMO_DATA)")
+    parser.add_argument("--quick", action="store_true", help="tiny subsets and budgets (CI)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "reproduce" / "out",
+                        help="folder for figures, tables.md and results.json")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "reproduce" / "cache",
+                        help="folder for cached faces, features, trained networks")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="how many seeds train the networks trained here (default: 3; "
+                             "--quick: 1); the shipped model's rows depend on no seed")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="TensorFlow threads (intra- and inter-op; default 2); part of the "
+                             "cache keys, since the thread count can change float sums")
+    parser.add_argument("--no-determinism", action="store_true",
+                        help="leave TensorFlow's op determinism off")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="write the results file (DOCS/results.json, section 'reproduce') "
+                             "and regenerate DOCS/results.md (default: docs/ in full mode, "
+                             "nothing in --quick mode)")
+    parser.add_argument("--render-docs", action="store_true",
+                        help="only regenerate docs/results.md from docs/results.json")
+    args = parser.parse_args(argv)
+    if args.render_docs:
+        write_docs(args.docs or ROOT / "docs", None)
+        return None
+    if not args.data:
+        parser.error("give --data (the folder holding fer2013/, ckplus_emopy/, ckplus48/) or "
+                     "set KEMO_DATA")
+    base = QUICK if args.quick else FULL
+    n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
+    if n_seeds < 1:
+        parser.error(f"--seeds must be 1 or more; got {n_seeds}")
+    seeds = [args.seed + i for i in range(n_seeds)]
+    docs = args.docs if args.docs is not None else (None if args.quick else ROOT / "docs")
+    log = Log()
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes, one per fold
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    previous = set_up_runtime(args.threads, not args.no_determinism, log)
+    try:
+        return _run(args, base, seeds, docs, log)
+    finally:
+        if previous is not None:
+            _determinism(previous)
+
+
+def _run(args, base, seeds, docs, log):
+    """The body of :func:`main`, once the runtime is set up."""
+    n_seeds = len(seeds)
+    import keras
+
+    log(f"mode {'QUICK' if base.quick else 'full'}, seeds {seeds}, keras {keras.__version__} "
+        f"({keras.backend.backend()}), {os.cpu_count()} CPUs, {RUNTIME['threads']} threads, "
+        f"op determinism {RUNTIME['op_determinism']}, out {args.out}, cache {args.cache}")
+    import tensorflow as tf
+
+    runtime = {"keras": keras.__version__, "backend": keras.backend.backend(),
+               "tensorflow": tf.__version__, "cpus": os.cpu_count(), **RUNTIME,
+               "precision": "mixed_bfloat16" if bf16_cpu() else "float32"}
+    command = ("python benchmarks/reproduce.py " + ("--quick " if base.quick else "")
+               + f"--data DATA --seeds {n_seeds}" + (f" --seed {args.seed}" if args.seed else "")
+               + (f" --threads {args.threads}" if args.threads != 2 else "")
+               + (" --no-determinism" if args.no_determinism else ""))
+
+    sets, records, shipped, first = None, [], None, None
+    for seed in seeds:
+        cfg = dataclasses.replace(base, seed=seed)
+        if sets is None:  # faces and CK+48 depend on no seed; the folds on none either
+            sets = [load_clips(args.data, cfg, args.cache, log), load_ck48(args.data, cfg)]
+        record, summary, texts, shipped = run_seed(args, cfg, sets, shipped, log)
+        records.append(record)
+        text1, fer_per_class, text2, reports, labels = texts
+        print(f"Seed {seed}\n\n{text1}\n\n{text2}\n", flush=True)
+        if first is None:  # figures and the per-class text of the first seed
+            text3, figures = table3(fer_per_class, reports, labels, args.out)
+            print(text3 + "\n", flush=True)
+            first = dict(summary, figures=sorted(figures))
+            (args.out / "tables.md").write_text("\n\n".join([text1, text2, text3]) + "\n")
+        section = summarise(records, base, seeds, command, runtime, time.time() - log.start)
+        first["reproduce"] = section
+        first["seconds"] = time.time() - log.start
+        (args.out / "results.json").write_text(json.dumps(first, indent=1, default=str))
+        (args.out / "seed_records.json").write_text(json.dumps(records, default=str))
+        if docs is not None:
+            write_docs(docs, section)
+            log(f"seed {seed} done: {docs / 'results.json'} and results.md updated")
+
+    print("\n\n".join([render_run(section), render_table1(section), render_table2(section),
+                       render_table3(section)]) + "\n", flush=True)
+    seconds = time.time() - log.start
+    print(f"Command: {command}; wall time {seconds / 60:.1f} min on {os.cpu_count()} CPU cores "
+          f"(cached stages are skipped on a rerun).", flush=True)
+    return first
 
 
 if __name__ == "__main__":

@@ -43,11 +43,11 @@ _EXPORTS = {
     "clip_windows": "kemo.models",
     "WeightsInfo": "kemo.weights",
     # estimators
-    "FaceEmotionClassifier": "kemo.classifier",
+    "FaceEmotionClassifier": "kemo.face_classifier",
     "FrameFeatureExtractor": "kemo.features",
     "fit_faces": "kemo.features",
     "Aggregator": "kemo.aggregation",
-    "LinearSVMClassifier": "kemo.classifiers",
+    "LinearSVMClassifier": "kemo.svm",
     "FusionClassifier": "kemo.fusion",
     "Views": "kemo.fusion",
     "select_view": "kemo.fusion",
@@ -78,10 +78,12 @@ _EXPORTS = {
     "BackendError": "kemo.errors",
 }
 
+# "classifier" and "classifiers" are the old names of face_classifier and svm, kept so that
+# existing code works
 _SUBMODULES = (
-    "aggregation", "classifier", "classifiers", "datasets", "errors", "evaluation", "faces",
-    "features", "fusion", "live", "models", "plotting", "protocols", "recognizer", "temporal",
-    "timeline", "training", "video", "weights",
+    "aggregation", "classifier", "classifiers", "datasets", "errors", "evaluation",
+    "face_classifier", "faces", "features", "fusion", "live", "models", "plotting", "protocols",
+    "recognizer", "svm", "temporal", "timeline", "training", "video", "weights",
 )
 
 __all__ = sorted(_EXPORTS) + list(_SUBMODULES)

@@ -602,14 +602,14 @@ def run(args):
     the annotated video is written under a temporary name and renamed at the end.
     """
     from kemo.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+    from kemo.cli.common import set_face_sizes
     from kemo.recognizer import VideoEmotionRecognizer
 
     rec = VideoEmotionRecognizer(weights=args.weights or "fer2013_resnet10")
     prep = rec.face_preprocessor()
     if args.every is not None:
         prep.set_params(detect_every=args.every)
-    if args.min_face_size is not None:
-        prep.set_params(min_face_size=args.min_face_size)
+    set_face_sizes(prep, args)
     rec.set_params(faces=prep)
     if args.pooling is not None:
         rec.set_params(pooling=args.pooling)

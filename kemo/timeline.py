@@ -14,7 +14,7 @@ default, ``"expressive"``, weights each frame by how far it is from neutral, so 
 the expressive part of a video but stays the plain mean where every frame is equally
 expressive (e.g. an emotion that fills the whole clip) or equally neutral.
 ``benchmarks/ckplus_videos.py`` measures every method on the CK+ clips, whole and cut to
-their second half (README, Results).
+their second half (docs/results.md).
 
 Example:
     >>> p = np.array([[0, 0, 0, 0, 0, 0, 1.0], [0, 0, 0, 1.0, 0, 0, 0]])  # Neutral, Happy

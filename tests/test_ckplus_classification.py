@@ -16,11 +16,11 @@ from sklearn.preprocessing import FunctionTransformer
 
 from kemo import weights as registry
 from kemo.aggregation import Aggregator
-from kemo.classifiers import LinearSVMClassifier
 from kemo.evaluation import compare, evaluate
 from kemo.features import FrameFeatureExtractor
 from kemo.fusion import FusionClassifier, Views
 from kemo.models import ResNet10
+from kemo.svm import LinearSVMClassifier
 
 CLASS_NAMES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise")
 

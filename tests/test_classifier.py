@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from kemo import weights as registry
-from kemo.classifier import FaceEmotionClassifier
 from kemo.datasets import CLASS_NAMES, load_fer2013
 from kemo.errors import InputError
+from kemo.face_classifier import FaceEmotionClassifier
 from kemo.features import fit_faces
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -546,6 +546,29 @@ def test_no_face_hint_names_an_existing_option(shared_data, capsys):
     assert "--min-face-size" in run_kemo("predict", "--help").stdout, "and the option exists"
 
 
+def test_small_face_size_option(shared_data, tmp_path, capsys):
+    """`kemo faces --tracks all` on a 1280x720 still of six faces 15-24 pixels wide."""
+    photo = cv2.imread(str(shared_data / "faces" / "facenet_multiface.jpg"))
+    small = cv2.resize(photo, None, fx=0.22, fy=0.22, interpolation=cv2.INTER_AREA)
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    frame[200:200 + small.shape[0], 400:400 + small.shape[1]] = small
+    still = tmp_path / "crowd.png"
+    cv2.imwrite(str(still), frame)
+    counts = {}
+    for option in ([], ["--small-face-size", "off"]):
+        out = tmp_path / f"faces{len(option)}"
+        assert cli.main(["faces", str(still), "--out", str(out), "--tracks", "all", "-q",
+                         *option]) == 0
+        with open(out / "faces.csv") as index:
+            counts[" ".join(option)] = len(list(csv.DictReader(index)))
+    assert counts == {"": 6, "--small-face-size off": counts["--small-face-size off"]}
+    assert 0 < counts["--small-face-size off"] < 6, f"without the second look, fewer: {counts}"
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["faces", str(still), "--out", str(tmp_path / "x"), "--small-face-size", "tiny"])
+    assert exit_.value.code == 2
+    assert "--small-face-size" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- trained face model
 
 

@@ -9,8 +9,8 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from kemo.aggregation import Aggregator
-from kemo.classifiers import LinearSVMClassifier
 from kemo.fusion import FusionClassifier
+from kemo.svm import LinearSVMClassifier
 
 ESTIMATORS = [
     Aggregator(),

@@ -16,11 +16,11 @@ from sklearn.pipeline import make_pipeline
 
 from kemo import _drawing
 from kemo.aggregation import Aggregator
-from kemo.classifier import FaceEmotionClassifier
-from kemo.classifiers import LinearSVMClassifier
 from kemo.errors import InputError, WeightsError
+from kemo.face_classifier import FaceEmotionClassifier
 from kemo.faces import FacePreprocessor
 from kemo.recognizer import MANIFEST, VideoEmotionRecognizer
+from kemo.svm import LinearSVMClassifier
 from kemo.video import Video, read_frames, write_video
 from kemo.weights import sha256
 

@@ -13,9 +13,9 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import LinearSVC
 from sklearn.utils import _safe_indexing
 
-from kemo.classifiers import LinearSVMClassifier
 from kemo.errors import InputError
 from kemo.fusion import FusionClassifier, Views, select_view
+from kemo.svm import LinearSVMClassifier
 
 
 @pytest.fixture(scope="module")

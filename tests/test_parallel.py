@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from kemo import cli, parallel
+from kemo.cli.common import recognizer_for
+from kemo.cli.predict import Journal, settings_key
 from kemo.recognizer import VideoEmotionRecognizer
 
 pytestmark = pytest.mark.skipif(
@@ -109,7 +111,7 @@ def test_journal_resumes_on_the_cluster(batch, client, serial, tmp_path, capsys)
     argv = ["predict", *batch[:2], "--json", str(out), "-q",
             "--scheduler", client.scheduler.address]
     args = cli.build_parser().parse_args(argv)
-    journal = cli._Journal(str(out), cli._settings_key(cli._recognizer(args), args))
+    journal = Journal(str(out), settings_key(recognizer_for(args), args))
     first = {**serial[0]["videos"][0], "resumed": True}  # marks the journal's copy
     journal.add(str(Path(batch[0]).resolve()), first["sha256"], first)
     before = worker_counts(client)

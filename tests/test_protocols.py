@@ -11,11 +11,11 @@ from sklearn.model_selection import GroupKFold
 from sklearn.utils import Bunch
 
 from kemo import cli
-from kemo.classifiers import LinearSVMClassifier
 from kemo.datasets import load_ckplus
 from kemo.errors import InputError
 from kemo.fusion import FusionClassifier, Views
 from kemo.protocols import held_out_proba, splits_for, subject_splits
+from kemo.svm import LinearSVMClassifier
 
 
 def test_ckplus_folds_by_subject(shared_data):

@@ -16,10 +16,9 @@ from sklearn.datasets import make_classification
 from sklearn.model_selection import GroupKFold
 
 from kemo.aggregation import Aggregator
-from kemo.classifier import FaceEmotionClassifier
-from kemo.classifiers import LinearSVMClassifier
 from kemo.datasets import CLASS_NAMES
 from kemo.errors import InputError, NoFaceError, VideoReadError, WeightsError
+from kemo.face_classifier import FaceEmotionClassifier
 from kemo.faces import FacePreprocessor, VideoFaces
 from kemo.features import FrameFeatureExtractor
 from kemo.fusion import FusionClassifier, Views
@@ -33,6 +32,7 @@ from kemo.recognizer import (
     _face_classifier,
     _LinearModel,
 )
+from kemo.svm import LinearSVMClassifier
 from kemo.timeline import DEFAULT_POOLING, pool
 from kemo.video import Video, read_frames
 

@@ -15,10 +15,10 @@ import pytest
 
 from kemo import weights
 from kemo.aggregation import Aggregator
-from kemo.classifiers import LinearSVMClassifier
 from kemo.errors import InputError, KemoError, VideoReadError, WeightsError
 from kemo.evaluation import evaluate
 from kemo.fusion import FusionClassifier, Views
+from kemo.svm import LinearSVMClassifier
 from kemo.video import Video, read_frames, write_video
 
 OK = "documented behaviour"
@@ -68,7 +68,7 @@ def face_box(face, prep):
 
 @pytest.fixture(scope="module")
 def classifier():
-    from kemo.classifier import FaceEmotionClassifier
+    from kemo.face_classifier import FaceEmotionClassifier
 
     return FaceEmotionClassifier().fit()
 
@@ -431,7 +431,7 @@ def _other_architecture_name(tmp_path, fx):
 
 @case("random bytes named .keras to the classifier", WeightsError, "not a loadable .keras")
 def _junk_keras(tmp_path, fx):
-    from kemo.classifier import FaceEmotionClassifier
+    from kemo.face_classifier import FaceEmotionClassifier
 
     path = tmp_path / "junk.keras"
     path.write_bytes(np.random.default_rng(2).bytes(4096))
@@ -440,7 +440,7 @@ def _junk_keras(tmp_path, fx):
 
 @case("another model's weights file to the classifier", WeightsError, "does not fit this model")
 def _h5_to_classifier(tmp_path, fx):
-    from kemo.classifier import FaceEmotionClassifier
+    from kemo.face_classifier import FaceEmotionClassifier
 
     return lambda: FaceEmotionClassifier(weights=str(fx.tiny_lstm[1])).fit()
 
@@ -507,7 +507,7 @@ def lambda_model(tmp_path_factory):
 
 
 def test_classifier_refuses_code_in_keras_files(lambda_model):
-    from kemo.classifier import FaceEmotionClassifier
+    from kemo.face_classifier import FaceEmotionClassifier
 
     with pytest.raises(WeightsError, match="unsafe|safe_mode") as info:
         FaceEmotionClassifier(weights=str(lambda_model)).fit()

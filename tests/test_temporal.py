@@ -16,11 +16,11 @@ from sklearn.utils.estimator_checks import (
 )
 
 from kemo.aggregation import Aggregator
-from kemo.classifiers import LinearSVMClassifier
 from kemo.datasets import load_ckplus
 from kemo.errors import InputError
 from kemo.fusion import FusionClassifier, Views
 from kemo.models import clip_windows
+from kemo.svm import LinearSVMClassifier
 from kemo.temporal import ClipFeatureExtractor, SequenceClassifier, to_sequences
 
 # --------------------------------------------------------------------------- to_sequences

@@ -186,7 +186,7 @@ def test_shipped_model_keeps_its_accuracy_on_kemo_aligned_faces(realigned):
     images scored 4.8 points under the raw crops (61.7 % against 66.5 %); repeating the image
     edge brought the gap on all of PublicTest to 1.8 points.
     """
-    from kemo.classifier import FaceEmotionClassifier
+    from kemo.face_classifier import FaceEmotionClassifier
 
     images, labels, faces, found = realigned
     clf = FaceEmotionClassifier()

@@ -1,0 +1,723 @@
+"""The recogniser itself: :class:`VideoEmotionRecognizer`, the paper's pipeline as one classifier.
+
+Its parts live beside it: parameter checks (:mod:`kemo.recognizer.checks`), the shared networks
+(:mod:`kemo.recognizer.networks`), the batch of input videos (:mod:`kemo.recognizer.videos`), the
+fine-tuning step (:mod:`kemo.recognizer.finetune`), the model folder
+(:mod:`kemo.recognizer.persistence`) and the results (:mod:`kemo.recognizer.results`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.multiclass import check_classification_targets
+
+from kemo.errors import InputError
+from kemo.recognizer import persistence
+from kemo.recognizer.checks import (
+    PAPER_WEIGHTS,
+    _names_of,
+    calibration_shortfall,
+    check_params,
+    finetune_config,
+)
+from kemo.recognizer.finetune import face_labels as finetune_labels
+from kemo.recognizer.finetune import finetuned_face_model
+from kemo.recognizer.networks import (
+    _batched,
+    _face_classifier,
+    _file_stamp,
+    _frame_extractor,
+    _is_face_classifier,
+    _unit_range,
+)
+from kemo.recognizer.persistence import _LinearModel
+from kemo.recognizer.results import TrackResult, VideoAnalysis
+from kemo.recognizer.videos import _check_video_list, _video_fps, find_faces, report_failures
+from kemo.timeline import DEFAULT_POOLING
+
+__all__ = ["VideoEmotionRecognizer"]
+
+
+class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
+    """Recognise the emotion of the faces in videos, end to end (scikit-learn classifier).
+
+    Unfitted, it is a **pretrained** recogniser: kemo's shipped FER2013 model (``weights``)
+    gives the 7 emotion probabilities of every face found, and a video's probabilities
+    **pool its frame probabilities** (``pooling``): by default each frame is weighted by how
+    far it is from neutral, so that a neutral start does not pull a clip toward Neutral, while
+    a video whose frames are all equally expressive (or all neutral) gets their plain mean.
+
+    :meth:`fit` trains the paper's pipeline on labelled videos: per-frame features of every
+    network in ``features`` (e.g. ResNet-10 ``fc1`` 512-d, VGG-Face ``fc6`` after its ReLU,
+    ``fc6_relu``, 4096-d: the paper's Caffe ``fc6`` blob), aggregated
+    per video (signed square root, L2, mean and variance: :class:`kemo.Aggregator`), then a
+    one-vs-rest linear SVM with calibrated probabilities. With ``c3d`` and/or ``lstm``, those
+    branches are trained too and the class probabilities are fused (weights 0.5 / 0.25 / 0.25
+    as in the paper, given weights, or searched on cross-validated predictions). As in
+    scikit-learn, ``features``, ``c3d`` and ``lstm`` set after :meth:`fit` take effect at the
+    next fit: the trained model predicts with those it was fitted with.
+
+    Inputs: every method taking videos accepts a list whose items are video paths, frame
+    arrays ``(T, H, W[, C])``, or :class:`kemo.faces.VideoFaces` (faces already found, e.g.
+    to run face detection once for many cross-validation folds).
+
+    Args:
+        weights: the face classifier that scores frames in pretrained mode and for the
+            timeline: registered weights (default: the shipped FER2013 ResNet-10), or the path
+            of a face model file, e.g. the ``fer2013_resnet10.weights.h5`` a ``kemo train
+            fer2013`` run exports (or its ``best.keras``). :meth:`save` copies such a file into
+            the model folder.
+        features: registered weights names whose frame features are aggregated for the SVM
+            (ResNet-10 entries give ``fc1``, VGG-Face entries ``fc6_relu``); None:
+            ``(weights,)``.
+        faces: a :class:`kemo.faces.FacePreprocessor`; None builds one that tracks faces with
+            a full detection every 5 frames (``detect_every=5``: the same faces as per-frame
+            detection on the CK+ clips at a third of the cost) and aligns them at the largest
+            input size the models need (grayscale when all of them are gray).
+        C: SVM regularisation.
+        calibration: SVM probabilities: ``"sigmoid"``, ``"isotonic"`` (cross-validated with
+            ``cv`` folds; every class needs ``cv`` videos) or ``"softmax"``.
+        cv: calibration folds (grouped when :meth:`fit` gets ``groups``).
+        c3d: None/False for no C3D branch; True or a dict overriding :data:`C3D_DEFAULTS`
+            (``weights``: None for seeded random weights, saved with the model as their seed
+            and rebuilt on loading (not the 245 MB of weights at size 112); or
+            ``"c3d_sports1m"``; ``size``: face side; ``stride``: frames between 16-frame
+            windows).
+        lstm: None/False for no LSTM branch; True or a dict overriding :data:`LSTM_DEFAULTS`
+            (``frames``: sequence length, frames sampled uniformly, zero-padded; ``units``,
+            ``layers``, ``dropout``, ``epochs``, ``batch_size``, ``learning_rate``). It reads
+            the L2-normalised frame features of the first network in ``features``.
+        fusion_weights: with several branches: None (the paper's 0.5 / 0.25 / 0.25,
+            normalised), a list (one per branch, in the order aggregated SVM, C3D, LSTM), or
+            ``"search"`` (see :class:`kemo.FusionClassifier`; groups passed to :meth:`fit`
+            make the folds subject-independent).
+        fusion_cv: folds of the weight search.
+        flip: average each face's predictions with its mirror image's.
+        pooling: how the pretrained recogniser turns a face's frame probabilities into the
+            video's: ``"expressive"`` (default: frames weighted by ``1 - p(Neutral)``),
+            ``"mean"``, ``"confidence"``, ``"topk"`` or ``"peak"`` (see
+            :func:`kemo.timeline.pool`; measured in ``benchmarks/ckplus_videos.py``). A
+            trained recogniser aggregates frame features instead and ignores it.
+        batch_size: faces per forward pass.
+        errors: ``"raise"``: a video that cannot be read or has no face raises; ``"skip"``:
+            it is left out of training, gets NaN probabilities in prediction, and is listed in
+            ``failures_`` (a warning says how many failed).
+        random_state: seed of the SVM, the LSTM, the random C3D weights and the fine-tuning.
+        verbose: progress bars over videos.
+        finetune: the paper's second fine-tuning step: None/False (default) extracts the
+            features with the face model as it is; True or a dict overriding
+            :data:`FINETUNE_DEFAULTS` first trains a copy of the face model (``weights``) on
+            the faces of the training videos, each labelled with its video's label, then
+            extracts the features with it (``epochs``; ``learning_rate``: the start of a
+            cosine decay, recipe ``"finetune"`` of :mod:`kemo.training` otherwise, with its
+            BatchNorm statistics kept as trained; ``batch_size``; ``faces_per_video``: None
+            for all, or at most that many, spread over each video). It happens in
+            :meth:`fit`, so each cross-validation fold fine-tunes on its own training videos
+            only. Labels must be the face model's classes (FER ids 0..6, or their names),
+            and ``weights`` must be among ``features``. Off by default: on the 40 CK+ clips,
+            leave-one-subject-out, it did not beat the face model as it is (docs/results.md),
+            and it costs a training run per fit. The SVM's calibration folds and the fusion
+            weight search then read features of faces the model was tuned on, so their
+            inner scores are optimistic; held-out videos are not affected.
+
+    Attributes:
+        classes_: the labels (pretrained: ``0..6``, the FER2013 ids).
+        class_names_: their names.
+        is_trained: whether :meth:`fit` (or :meth:`load` of a trained model) ran.
+        faces_: the fitted FacePreprocessor.
+        members_: trained: ``[(name, model, weight)]``, the branches and their fusion weights.
+        fusion_scores_: with ``fusion_weights="search"``: the out-of-fold scores.
+        face_model_: with ``finetune``: the fine-tuned :class:`kemo.FaceEmotionClassifier`
+            (it scores the timeline and gives the features of ``weights``).
+        finetune_faces_: with ``finetune``: the number of faces it was trained on.
+        failures_: :class:`VideoFailure` of the videos skipped by the last call.
+
+    Example:
+        >>> rec = VideoEmotionRecognizer()                     # pretrained, offline
+        >>> mine = VideoEmotionRecognizer(weights="run/fer2013_resnet10.weights.h5")
+        >>> rec.predict_proba(["clip.avi"]).round(2)  # doctest: +SKIP
+        >>> result = rec.analyze("party.mp4", tracks="all")  # doctest: +SKIP
+        >>> rec = VideoEmotionRecognizer(lstm=True).fit(paths, labels)  # doctest: +SKIP
+        >>> rec.save("my_model")  # doctest: +SKIP
+        >>> VideoEmotionRecognizer.load("my_model").predict(paths)  # doctest: +SKIP
+    """
+
+    def __init__(self, weights="fer2013_resnet10", features=None, faces=None, C=1.0,
+                 calibration="sigmoid", cv=3, c3d=None, lstm=None, fusion_weights=None,
+                 fusion_cv=5, flip=True, batch_size=256, errors="raise", random_state=0,
+                 verbose=False, pooling=DEFAULT_POOLING, finetune=None):
+        self.weights = weights
+        self.features = features
+        self.faces = faces
+        self.C = C
+        self.calibration = calibration
+        self.cv = cv
+        self.c3d = c3d
+        self.lstm = lstm
+        self.fusion_weights = fusion_weights
+        self.fusion_cv = fusion_cv
+        self.flip = flip
+        self.batch_size = batch_size
+        self.errors = errors
+        self.random_state = random_state
+        self.verbose = verbose
+        self.pooling = pooling
+        self.finetune = finetune
+
+    # ------------------------------------------------------------------ state
+
+    def __sklearn_is_fitted__(self):
+        # Pretrained: usable without fit.
+        return True
+
+    @property
+    def is_trained(self):
+        """bool: whether the recogniser was trained (else it is the pretrained one)."""
+        return hasattr(self, "members_")
+
+    @property
+    def classes_(self):
+        """The labels the probabilities' columns stand for."""
+        if self.is_trained:
+            return self._classes
+        return np.arange(len(self.timeline_class_names))
+
+    @property
+    def class_names_(self):
+        """tuple: display names of ``classes_``."""
+        if self.is_trained:
+            return self._class_names
+        return self.timeline_class_names
+
+    @property
+    def timeline_class_names(self):
+        """tuple: class names of the per-frame probabilities (the face model's classes)."""
+        from kemo.datasets import CLASS_NAMES
+
+        return tuple(self._info(self.weights).class_names or CLASS_NAMES)
+
+    # ------------------------------------------------------------------ parameters
+
+    def _check_params(self):
+        """Validate the parameters; return ``(feature names, c3d config, lstm config)``."""
+        return check_params(self)
+
+    def _input_sizes(self):
+        """(largest side, all gray) over the models that will read the faces."""
+        names, c3d, _ = self._config()
+        infos = [self._info(n) for n in {self.weights, *names}]
+        side = max(int(max(i.input_shape[:2])) for i in infos)
+        gray = all(i.color == "gray" for i in infos)
+        if c3d is not None:
+            side, gray = max(side, int(c3d["size"])), False
+        return side, gray
+
+    def face_preprocessor(self):
+        """The face stage this recogniser uses, unfitted (a copy: changing it changes nothing).
+
+        ``faces`` when given, else the default: a full detection every 5 frames, faces aligned
+        at the largest input side of the models in use (grayscale when they all are gray).
+        Change settings with ``rec.set_params(faces=rec.face_preprocessor().set_params(...))``.
+
+        Returns:
+            kemo.faces.FacePreprocessor
+        """
+        from kemo.faces import FacePreprocessor
+
+        if self.faces is not None:
+            self._check_params()
+            return clone(self.faces)
+        side, gray = self._input_sizes()
+        return FacePreprocessor(detect_every=5, out_size=side, grayscale=gray)
+
+    def _preprocessor(self):
+        """The fitted FacePreprocessor (rebuilt when the settings changed)."""
+        prep = self.face_preprocessor()
+        current = getattr(self, "faces_", None)
+        if current is None or current.get_params() != prep.get_params():
+            self.faces_ = prep.fit()
+        return self.faces_
+
+    def _classifier(self):
+        if "face_model_" in self.__dict__:  # fine-tuned by fit: this recogniser's own
+            return self.face_model_
+        return _face_classifier(self.weights, bool(self.flip), int(self.batch_size),
+                                _file_stamp(self.weights))
+
+    def _info(self, name):
+        """The WeightsInfo of a registered name, or of the face model file ``weights``."""
+        from kemo import weights as registry
+
+        if name == self.weights and registry.model_file(name) is not None:
+            return self._classifier().info_  # a file tells its input size once loaded
+        return registry.get(name)
+
+    # ------------------------------------------------------------------ faces and features
+
+    def _find_faces(self, X, select=None, errors=None):
+        """Faces of every video: ``(list of VideoFaces or None for failures, failures)``."""
+        from kemo.faces import VideoFaces
+
+        videos = _check_video_list(X)
+        prep = None
+        if not all(isinstance(v, VideoFaces) for v in videos):
+            prep = self._preprocessor()
+            if select is not None and select != prep.select:
+                prep = clone(prep).set_params(select=select).fit()
+        return find_faces(videos, prep, errors or self.errors, self.verbose)
+
+    def _frame_features(self, found_list, known=None):
+        """Per video, ``{network name: (n, D) features}`` of its faces.
+
+        The faces of all videos go through each network together (full batches, one forward
+        pass per network instead of one per video), then are split back per video. ``known``
+        (``{network name: per-video features}``) gives features computed already.
+        """
+        from kemo import weights as registry
+
+        names, _, _ = self._config()
+        out = [{} for _ in found_list]
+        for name in names:
+            if known is not None and name in known:
+                per_video = known[name]
+            elif name == self.weights and "face_model_" in self.__dict__:  # fine-tuned
+                per_video = _batched(self.face_model_.transform, [f.faces for f in found_list])
+            elif registry.model_file(name) is not None or _is_face_classifier(registry.get(name)):
+                # the same cached classifier as _classifier() when name is the face model
+                model = _face_classifier(name, bool(self.flip), int(self.batch_size),
+                                         _file_stamp(name))
+                per_video = _batched(model.transform, [f.faces for f in found_list])
+            else:
+                extractor = _frame_extractor(name, int(self.batch_size))
+                per_video = extractor.transform([f.faces for f in found_list])
+            for features, result in zip(per_video, out, strict=True):
+                result[name] = features
+        return out
+
+    def frame_features(self, X):
+        """Per-frame features of each video, from every network in ``features``.
+
+        Args:
+            X: list of videos (paths, frame arrays or VideoFaces).
+
+        Returns:
+            list: per video, ``{network name: float32 (n_faces, D)}``; ``None`` for a video
+            that failed (``errors="skip"``; see ``failures_``).
+
+        Raises:
+            InputError, kemo.errors.VideoReadError, NoFaceError: with ``errors="raise"``.
+        """
+        found, failures = self._find_faces(X)
+        self.failures_ = report_failures(failures, len(found))
+        ok = [f for f in found if f is not None]
+        features = iter(self._frame_features(ok) if ok else [])
+        return [None if f is None else next(features) for f in found]
+
+    def _views(self, found_list, known=None):
+        """Each branch's input for a list of VideoFaces: ``{branch: array}``.
+
+        ``known``: frame features computed already (see :meth:`_frame_features`).
+        """
+        from kemo.aggregation import Aggregator
+        from kemo.temporal import to_sequences
+
+        names, c3d, lstm = self._config()
+        feats = self._frame_features(found_list, known)
+        views = {"agg": Aggregator().fit_transform([[f[n] for f in feats] for n in names])}
+        if c3d is not None:
+            clips = self._c3d_extractor(c3d).transform([found.faces for found in found_list])
+            views["c3d"] = np.stack([windows.mean(axis=0) for windows in clips])
+        if lstm is not None:
+            # padded to a fixed length for Views; the classifier L2-normalises the frames
+            views["lstm"] = to_sequences([f[names[0]] for f in feats], lstm["frames"],
+                                         normalize=None)
+        return views
+
+    def _c3d_extractor(self, c3d, weights_file=None, seed=None):
+        """The C3D branch's ``fc6`` extractor, built once.
+
+        Random weights (no pretrained C3D can be downloaded offline) are built from an integer
+        seed: ``seed`` when loading, else one drawn from ``random_state``. It is kept in
+        ``c3d_seed_``, so that :meth:`save` stores the seed, not the weights. Folders saved
+        before hold the weights themselves: ``weights_file`` (``c3d_seed_`` is then None).
+        """
+        from kemo._seeds import integer_seed
+        from kemo.models import C3D
+        from kemo.models.c3d import CLIP_LENGTH
+        from kemo.temporal import ClipFeatureExtractor
+
+        if getattr(self, "c3d_features_", None) is None:
+            size, name = int(c3d["size"]), c3d["weights"]
+            seed = integer_seed(self.random_state) if seed is None else int(seed)
+            model = None if name is None else functools.partial(
+                C3D, weights=name, input_shape=(CLIP_LENGTH, size, size, 3))
+            extractor = ClipFeatureExtractor(
+                model, size=size, stride=int(c3d["stride"]),
+                preprocess=_unit_range if name is None else name,
+                random_state=seed).fit()
+            if weights_file is not None:
+                extractor.feature_model_.load_weights(weights_file)
+            self.c3d_features_ = extractor
+            self.c3d_seed_ = None if weights_file is not None else seed
+        return self.c3d_features_
+
+    def _lstm_classifier(self, lstm):
+        """The LSTM branch's (unfitted) classifier for the ``lstm`` settings."""
+        from kemo.temporal import SequenceClassifier
+
+        return SequenceClassifier(
+            frames=lstm["frames"], units=lstm["units"], num_layers=lstm["layers"],
+            dropout=lstm["dropout"], epochs=lstm["epochs"], batch_size=lstm["batch_size"],
+            learning_rate=lstm["learning_rate"], random_state=self.random_state)
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self, X, y, groups=None):
+        """Train the recogniser on labelled videos.
+
+        Args:
+            X: list of videos (paths, frame arrays or VideoFaces).
+            y: one label per video (e.g. FER ids 0..6, or names).
+            groups: group of each video (e.g. subject ids): the folds of the SVMs'
+                calibration and of ``fusion_weights="search"`` then keep each group on one
+                side (subject-independent).
+
+        Returns:
+            VideoEmotionRecognizer: self, trained.
+
+        Raises:
+            InputError: bad parameters or labels, too few videos per class for the
+                calibration folds, or (``errors="raise"``) a bad video.
+            NoFaceError, kemo.errors.VideoReadError: a video without face or unreadable, with
+                ``errors="raise"``.
+        """
+        from kemo.fusion import FusionClassifier, Views
+        from kemo.svm import LinearSVMClassifier
+
+        names, c3d, lstm = self._check_params()
+        videos = _check_video_list(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(videos):
+            raise InputError(f"y must hold one label per video: {len(videos)} videos, y of "
+                             f"shape {y.shape}")
+        check_classification_targets(y)
+        groups = None if groups is None else np.asarray(groups)
+        if groups is not None and groups.shape != y.shape:
+            raise InputError(f"groups must hold one group per video, got shape {groups.shape}")
+        for name in ("members_", "c3d_features_", "c3d_seed_", "fusion_scores_",
+                     "_fitted_config", "face_model_", "finetune_faces_"):
+            self.__dict__.pop(name, None)
+        self._check_class_counts(y)  # before the minutes face finding takes
+        finetune = finetune_config(self.finetune)
+        face_labels = None if finetune is None else finetune_labels(y, self.timeline_class_names)
+        found, failures = self._find_faces(videos)
+        self.failures_ = report_failures(failures, len(found))
+        keep = np.array([f is not None for f in found], bool)
+        found = [f for f in found if f is not None]
+        y = y[keep]
+        groups = None if groups is None else groups[keep]
+        self._check_class_counts(y)  # again: failed videos are left out
+        classes = np.unique(y)
+        if finetune is not None:  # before the features: they come from the tuned model
+            self.face_model_ = self._finetuned_face_model(found, face_labels[keep], finetune)
+        views = self._views(found)
+        svm = LinearSVMClassifier(C=self.C, calibration=self.calibration, cv=self.cv,
+                                  random_state=self.random_state)
+        members = [("agg", svm, "agg")]
+        if c3d is not None:
+            members.append(("c3d", clone(svm), "c3d"))
+        if lstm is not None:
+            members.append(("lstm", self._lstm_classifier(lstm), "lstm"))
+        if len(members) == 1:
+            fitted, weights = [svm.fit(views["agg"], y, groups=groups)], np.ones(1)
+        else:
+            # with groups, the fusion's folds and the SVMs' calibration folds are grouped
+            fusion = FusionClassifier(members, weights=self._fusion_weights(members),
+                                      cv=self.fusion_cv, random_state=self.random_state)
+            fusion.fit(Views(views), y, groups=groups)
+            fitted, weights = fusion.estimators_, fusion.weights_
+            if hasattr(fusion, "search_results_"):
+                self.fusion_scores_ = fusion.search_results_
+        self.members_ = [
+            (name, _LinearModel.from_estimator(est) if name != "lstm" else est, float(w))
+            for (name, _, _), est, w in zip(members, fitted, weights, strict=True)
+        ]
+        self._fitted_config = (names, c3d, lstm)
+        self._classes = classes
+        self._class_names = _names_of(classes)
+        return self
+
+    def _finetuned_face_model(self, found, labels, config):
+        """A copy of the face model trained on the faces of ``found``, each with its video's label.
+
+        Only these videos' faces are read, so a fit on a fold's training side never sees its
+        test subjects. The shared, cached face model stays as loaded.
+        """
+        clf, self.finetune_faces_ = finetuned_face_model(
+            self.weights, found, labels, config, flip=bool(self.flip),
+            batch_size=int(self.batch_size), random_state=self.random_state,
+            verbose=self.verbose)
+        return clf
+
+    def _config(self):
+        """``(feature names, c3d settings, lstm settings)`` that the branches read.
+
+        Once trained, those of the fit: parameters set after :meth:`fit` take effect at the
+        next fit, as in scikit-learn (the trained branches would get features of another width,
+        or miss their input).
+        """
+        checked = self._check_params()
+        return self._fitted_config if self.is_trained else checked
+
+    def _check_class_counts(self, y):
+        """Raise when ``y`` has a single class, or a class too small for the calibration."""
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise InputError(f"fit needs videos of at least 2 classes; got "
+                             f"{list(_names_of(classes))}")
+        short = calibration_shortfall(y, self.calibration, self.cv)
+        if short is not None:
+            name, count = short
+            raise InputError(f"class {name} has {count} video(s), but calibration "
+                             f"{self.calibration!r} fits cv={self.cv} folds: give each class "
+                             f"at least {self.cv} videos, lower cv (2 at least), or use "
+                             f"calibration='softmax' or 'auto'")
+
+    def _fusion_weights(self, members):
+        names = [name for name, _, _ in members]
+        if self.fusion_weights is None:
+            return [PAPER_WEIGHTS[name] for name in names]
+        if isinstance(self.fusion_weights, str):
+            if self.fusion_weights != "search":
+                raise InputError(f"fusion_weights must be None, a list or 'search', got "
+                                 f"{self.fusion_weights!r}")
+            return "search"
+        weights = list(self.fusion_weights)
+        if len(weights) != len(names):
+            raise InputError(f"fusion_weights has {len(weights)} values for the branches "
+                             f"{names}; give one per branch")
+        return weights
+
+    # ------------------------------------------------------------------ prediction
+
+    def _trained_proba(self, found_list, known=None):
+        views = self._views(found_list, known)
+        total = sum(w for _, _, w in self.members_)
+        proba = sum(w * _aligned(model, views[name], self._classes)
+                    for name, model, w in self.members_)
+        return proba / total
+
+    def predict_proba(self, X):
+        """Class probabilities of each video.
+
+        Args:
+            X: list of videos (paths, frame arrays or VideoFaces).
+
+        Returns:
+            float array ``(n_videos, n_classes)``, columns in the order of ``classes_``; rows
+            of videos that failed (``errors="skip"``) are NaN.
+
+        Raises:
+            InputError, kemo.errors.VideoReadError, NoFaceError: with ``errors="raise"``.
+        """
+        found, failures = self._find_faces(X)
+        self.failures_ = report_failures(failures, len(found))
+        out = np.full((len(found), len(self.classes_)), np.nan)
+        ok = [i for i, f in enumerate(found) if f is not None]
+        if ok and self.is_trained:
+            out[ok] = self._trained_proba([found[i] for i in ok])
+        elif ok:  # pretrained: the frame probabilities pooled
+            frames = _batched(self._classifier().predict_proba, [found[i].faces for i in ok])
+            out[ok] = [self._pool(p, found[i].frame_indices, _video_fps(found[i].source))
+                       for i, p in zip(ok, frames, strict=True)]
+        return out
+
+    def _pool(self, frame_proba, frame_indices, fps):
+        """A face's video probabilities from its frame probabilities (``pooling``)."""
+        from kemo.timeline import pool
+
+        names = self.timeline_class_names
+        neutral = names.index("Neutral") if "Neutral" in names else None
+        return pool(frame_proba, self.pooling, np.asarray(frame_indices) / fps, neutral)
+
+    def predict(self, X):
+        """The most probable class of each video.
+
+        Returns:
+            array of labels (from ``classes_``); a failed video (``errors="skip"``) gets -1
+            (integer labels) or ``""`` (other labels).
+        """
+        proba = self.predict_proba(X)
+        failed = np.isnan(proba).any(axis=1)
+        labels = self.classes_[np.argmax(np.nan_to_num(proba, nan=-1.0), axis=1)]
+        if failed.any():
+            labels = labels.copy()
+            labels[failed] = -1 if np.issubdtype(labels.dtype, np.integer) else ""
+        return labels
+
+    def analyze(self, video, tracks="main"):
+        """Analyse one video: its emotion, a per-frame timeline, the faces' boxes and segments.
+
+        Each face's segments are the stretches of its smoothed timeline with one emotion
+        (:func:`kemo.timeline.find_segments`: start and end in seconds at the video's frame
+        rate, emotion, mean probability).
+
+        Args:
+            video: a video path, a frame array ``(T, H, W[, C])`` or a VideoFaces.
+            tracks: ``"main"``: the main face only: the one face tracked in the most
+                frames (:meth:`kemo.faces.VideoFaces.track_rows`), not the largest face of
+                each frame; ``"all"``: every face found, the main one first. Either way every
+                face is detected (``select="all"``), so a face keeps one track id in both.
+
+        Returns:
+            VideoAnalysis.
+
+        Raises:
+            InputError: a bad argument.
+            kemo.errors.VideoReadError: the video cannot be read.
+            NoFaceError: no face in the video.
+        """
+        from kemo.timeline import find_segments
+
+        if tracks not in ("main", "all"):
+            raise InputError(f"tracks must be 'main' or 'all', got {tracks!r}")
+        found = self._find_faces([video], select="all", errors="raise")[0][0]
+        groups = found.track_rows()
+        if tracks == "main":  # only the main face goes through the networks
+            found, groups = found.subset(groups[0]), [np.arange(len(groups[0]))]
+        classifier = self._classifier()
+        if self.is_trained and self.weights in self._config()[0]:
+            # one forward pass gives the timeline and the features of the trained branches
+            frame_proba, own = classifier.predict_proba_and_transform(found.faces)
+        else:
+            frame_proba, own = classifier.predict_proba(found.faces), None
+        if self.is_trained:  # every track at once: full batches through the other networks
+            known = None if own is None else {self.weights: [own[rows] for rows in groups]}
+            probas = self._trained_proba([found.subset(rows) for rows in groups], known)
+        fps = _video_fps(found.source)
+        if not self.is_trained:
+            probas = [self._pool(frame_proba[rows], found.frame_indices[rows], fps)
+                      for rows in groups]
+        results = []
+        for rows, proba in zip(groups, probas, strict=True):
+            track_id = int(found.track_ids[rows[0]])
+            segments = find_segments(frame_proba[rows], found.frame_indices[rows], fps,
+                                     self.timeline_class_names)
+            results.append(TrackResult(track_id, found.frame_indices[rows], found.boxes[rows],
+                                       frame_proba[rows], proba,
+                                       self.class_names_[int(np.argmax(proba))],
+                                       tuple(segments)))
+        main = results[0]
+        return VideoAnalysis(source=found.source, class_names=tuple(self.class_names_),
+                             probabilities=main.probabilities, label=main.label,
+                             frames_read=found.frames_read, faces_found=len(found),
+                             tracks=tuple(results),
+                             timeline_class_names=self.timeline_class_names, fps=fps)
+
+    def stream(self, source, window=2.0, tracks="all", realtime=False, duration=None,
+               fps=None, timeout=10.0):
+        """Emotions of the faces of a camera, a network stream or a file, as frames arrive.
+
+        A reader thread feeds a small queue; when the analysis falls behind a live source,
+        the oldest waiting frame is dropped and counted, so latency stays that of one frame's
+        analysis (see :mod:`kemo.live`). Faces are tracked as in :meth:`analyze` (a full
+        detection every ``detect_every`` frames of the face stage), scored by the face model
+        (``weights``) and each track's probabilities are pooled over the last ``window``
+        seconds as a whole video is (``pooling``). A trained recogniser's branches need whole
+        videos, so the live labels are always the face model's (``timeline_class_names``).
+
+        Args:
+            source: a camera index (``0``), a video file, a URL OpenCV's FFmpeg reads
+                (``rtsp://``, ``http://`` MJPEG...), or an iterable of frames (RGB uint8).
+            window: seconds of each face's past pooled into its label (0: the frame alone).
+            tracks: ``"all"`` faces, or ``"main"``: the face stage's one face per frame.
+            realtime: pace a file or an iterable at its frame rate, as a camera delivers
+                frames (and drop frames when behind); else every frame is analysed, as fast as
+                it can be. Cameras and network streams are always live.
+            duration: stop after this many seconds of the stream (None: at its end).
+            fps: frame rate of an iterable of frames (default 30).
+            timeout: seconds to wait for a network stream to open, then for each frame.
+
+        Returns:
+            kemo.live.LiveStream: an iterator of :class:`kemo.live.LiveResult` (use it in a
+            ``with`` block, or call its ``close``); its ``summary()`` gives frames read,
+            analysed and dropped and the latency.
+
+        Raises:
+            InputError: a bad argument.
+            kemo.errors.VideoReadError: the camera, stream or file cannot be opened (a
+                one-line message naming it).
+
+        Example:
+            >>> rec = VideoEmotionRecognizer()
+            >>> with rec.stream(0, window=2.0) as live:  # doctest: +SKIP
+            ...     for result in live:
+            ...         print(result.t, [(f.track_id, f.label) for f in result.faces])
+        """
+        from kemo.live import LiveStream
+
+        return LiveStream(self, source, window=window, tracks=tracks, realtime=realtime,
+                          duration=duration, fps=fps, timeout=timeout)
+
+    # ------------------------------------------------------------------ saving
+
+    def save(self, path):
+        """Save the recogniser to a folder of plain files, atomically.
+
+        The folder holds ``kemo_model.json`` (format version, parameters, classes, fusion
+        weights, the sha256 of every other file, and a checksum of itself), one ``.npz`` of
+        arrays per SVM branch (coefficients, intercepts, calibration), and Keras
+        ``.weights.h5`` files for the trained LSTM and a face model fine-tuned by :meth:`fit`
+        (``face_model_finetuned.weights.h5``). A randomly initialised C3D is not trained, so
+        only its seed and the sha256 of its weights are stored (``"c3d_random"``): loading
+        rebuilds the weights (245 MB at size 112) and checks them. Folders saved with its
+        weights (``c3d.weights.h5``, older kemo) still load. Pretrained
+        networks are referred to by their registered weights name; a face model given as a
+        file (``weights=PATH``) is copied into the folder (``face_model.weights.h5`` or
+        ``face_model.keras``), so the folder is complete and its sha256 is recorded with the
+        others. Nothing is pickled. The
+        folder is written under a temporary name and renamed; an existing kemo model folder of
+        the same name is replaced.
+
+        Args:
+            path: the model folder.
+
+        Returns:
+            pathlib.Path: the folder.
+
+        Raises:
+            InputError: ``path`` exists and is not a kemo model folder, or ``features``,
+                ``c3d`` or ``lstm`` changed since :meth:`fit`.
+        """
+        return persistence.save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a recogniser saved by :meth:`save`, checking every file.
+
+        Only JSON, ``.npz`` (read with ``allow_pickle=False``) and Keras ``.weights.h5`` files
+        are read, so a model folder from elsewhere cannot run code; still, its predictions are
+        only as good as its source.
+
+        Args:
+            path: the model folder.
+
+        Returns:
+            VideoEmotionRecognizer.
+
+        Raises:
+            kemo.errors.WeightsError: no model folder there, a file missing, modified or
+                corrupt (sha256 or checksum mismatch), or another format version.
+        """
+        return persistence.load(cls, path)
+
+
+def _aligned(model, X, classes):
+    """``model.predict_proba(X)`` with columns reordered to ``classes``."""
+    proba = model.predict_proba(X)
+    out = np.zeros((len(proba), len(classes)))
+    out[:, np.searchsorted(classes, model.classes_)] = proba
+    return out
