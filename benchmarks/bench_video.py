@@ -257,11 +257,12 @@ def limit_threads(n):
         torch.set_num_threads(n)
 
 
-def child(job_file):
+def child(job_file, kemo=run_kemo, fer=run_fer):
+    """Run one job (``kemo`` or ``fer`` by its tool) and print its result for :func:`measure`."""
     job = json.loads(Path(job_file).read_text())
     if job.get("threads"):
         limit_threads(job["threads"])
-    result = run_kemo(job) if job["tool"] == "kemo" else run_fer(job)
+    result = kemo(job) if job["tool"] == "kemo" else fer(job)
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -22,7 +22,6 @@ Usage:
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_video import _torchvision_nms, fer_python, limit_threads, measure
+from bench_video import _torchvision_nms, child, fer_python, measure
 
 SCALES = ((0.22, 20), (0.28, 300), (0.36, 560))  # (scale, top row) of each pair of copies
 COLUMNS = (0, 960)
@@ -78,7 +77,7 @@ def run_kemo(job):
     faces = FacePreprocessor(detect_every=5, out_size=48, grayscale=True,
                              small_face_size=job["small_face_size"])
     rec = VideoEmotionRecognizer(faces=faces)
-    rec.analyze(_first_frames(job["video"], 5), tracks="all")  # warm-up: models loaded
+    rec.analyze(_first_frames(job["video"], min(5, job["frames"])), tracks="all")  # warm-up
     started = time.perf_counter()
     analysis = rec.analyze(job["video"], tracks="all")
     seconds = time.perf_counter() - started
@@ -122,14 +121,6 @@ def run_fer(job):
     return {"boxes": boxes, "seconds": time.perf_counter() - started, "notes": notes}
 
 
-def child(job_file):
-    job = json.loads(Path(job_file).read_text())
-    if job.get("threads"):
-        limit_threads(job["threads"])
-    result = run_kemo(job) if job["tool"] == "kemo" else run_fer(job)
-    print("RESULT " + json.dumps(result), flush=True)
-
-
 def score(boxes, truths):
     """Faces per frame, true faces found and false boxes in the median frame."""
     from kemo.faces.detection import box_iou
@@ -149,7 +140,7 @@ def main():
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child)
+        return child(args.child, run_kemo, run_fer)
     if not args.data:
         parser.error("--data (or KEMO_DATA) must name the data root")
     runs = [("kemo, small_face_size=20 (default)", sys.executable, {"small_face_size": 20}),

@@ -7,10 +7,8 @@ gives held-out predictions of every video, and that the tables and figures are w
 """
 
 import contextlib
-import importlib.util
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +16,6 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
 METHODS = ("majority", "resnet", "vgg", "aggregation", "lstm", "fusion_paper", "fusion_search")
-
-
-@pytest.fixture(scope="module")
-def reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ The slow test runs ``reproduce.py --quick`` twice with the same seed into two em
 requires the same results (about 5 minutes on 2 loaded cores: ``pytest -m slow``).
 """
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -25,16 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SCRIPT = ROOT / "benchmarks" / "reproduce.py"
 NUMBER = re.compile(r"\d+(?:\.\d+)?(?:/\d+)?")
-
-
-@pytest.fixture(scope="module")
-def reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce_for_results", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture(scope="module")

@@ -375,11 +375,11 @@ class FaceDetector:
         if self.small_face_size is not None and self.small_face_size < self.min_face_size:
             # Faces near the first pass's limit mean people at a distance: others may be smaller.
             near = 2 * self.min_face_size
+            sure = max(self.min_confidence, _SMALL_FACE_CONFIDENCE)
             again = [i for i, found in enumerate(results)
                      if any(min(r["box"][2:]) < near for r in found)]
             for i, found in zip(again, self._pass([images[i] for i in again],
                                                   self.small_face_size), strict=True):
-                sure = max(self.min_confidence, _SMALL_FACE_CONFIDENCE)
                 results[i] = _merge(results[i], [r for r in found if r["confidence"] >= sure])
         return results
 
