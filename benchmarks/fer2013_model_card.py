@@ -130,6 +130,10 @@ def main(argv=None):
     wall = sum(p["wall_seconds"] for p in previous) + sum(s["wall_seconds"] for s in stages)
     all_epochs = [p["epochs"] for p in previous] + [s["epoch"] for s in stages]
     seeds = [p["seed"] for p in previous] + [s["seed"] for s in stages]
+    from face_model_study import section  # the study beside this script joins the card
+
+    study_file = Path(__file__).resolve().parents[1] / "weights" / "fer2013_study.json"
+    study = section(json.loads(study_file.read_text()) if study_file.is_file() else {})
     aligned_rows = ""
     if args.aligned is not None:
         faces, found = realigned_fer2013(args.data, args.aligned, "PublicTest")
@@ -220,6 +224,7 @@ Paper (VGG-Face fine-tuned, Table I): 71.01 %; the `fer` package's bundled mini-
 65.4 % on PrivateTest (a different split of the same test set).
 Inference on 3,589 faces, both passes: {seconds:.1f} s on this machine.
 {aligned_rows}
+{study}
 ## Per-class accuracy (with flip averaging)
 
 ```

@@ -178,7 +178,7 @@ def _fer_source(folder_or_file):
     return None
 
 
-def load_fer2013(path=None, subset=None):
+def load_fer2013(path=None, subset=None, ferplus=False):
     """Load FER2013 from any of its three common forms.
 
     Forms read (the first one found wins, in this order):
@@ -198,10 +198,15 @@ def load_fer2013(path=None, subset=None):
             with a ``fer2013/`` child. None uses ``KEMO_DATA``.
         subset: None for every row, or one usage name ("Training", "PublicTest", "PrivateTest",
             "Test") or a list of them.
+        ferplus: Also read the FER+ relabelling (``fer2013new.csv`` beside the FER2013 file:
+            ten annotators' votes per image, Barsoum et al. 2016) into ``ferplus``. Needs the
+            ``.npz`` form (rows joined on its ``fer_row``) or the Kaggle CSV (rows in order).
 
     Returns:
         sklearn.utils.Bunch: ``images`` uint8 (N, 48, 48), ``labels`` int64 (N,), ``usage`` str
-        (N,), ``class_names`` (list of 7 names), ``DESCR`` (source and counts).
+        (N,), ``class_names`` (list of 7 names), ``DESCR`` (source and counts); with
+        ``ferplus``, also ``ferplus`` float32 (N, 7): the FER+ votes for the 7 classes in
+        FER2013 order (contempt, unknown and not-a-face dropped), all 0 where FER+ has no row.
 
     Raises:
         DataNotFoundError: No FER2013 data at the path (the message names the layout).
@@ -223,6 +228,8 @@ def load_fer2013(path=None, subset=None):
     else:
         images, labels, usage = _read_fer_csv(source)
     data = Bunch(images=images, labels=labels, usage=usage, class_names=list(CLASS_NAMES))
+    if ferplus:
+        data.ferplus = _ferplus_votes(source, len(labels))
     if subset is not None:
         data = _select_usage(data, "usage", names, str(source))
     values, sizes = np.unique(data.usage, return_counts=True)
@@ -230,6 +237,42 @@ def load_fer2013(path=None, subset=None):
     data.DESCR = (f"FER2013 facial expressions, 48x48 grey faces, 7 classes {CLASS_NAMES}.\n"
                   f"Read from {source} ({len(data.labels)} images; {counts or 'none'}).")
     return data
+
+
+# FER+ column of each FER2013 class, in FER2013 order
+_FERPLUS_COLUMNS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+
+
+def _ferplus_votes(source, n):
+    """FER+ votes (n, 7) for the rows of the FER2013 file ``source``."""
+    if source.suffix.lower() == ".npz":
+        rows = _load_npz(source, ("fer_row",))["fer_row"].astype(np.int64)
+    elif source.suffix.lower() == ".csv":
+        rows = np.arange(n)
+    else:
+        raise InputError(f"{source}: FER+ votes join on the rows of fer2013.csv, which the image "
+                         "folders do not keep; use fer2013.npz (with fer_row) or fer2013.csv")
+    file = source.parent / "fer2013new.csv"
+    if not file.is_file():
+        raise InputError(f"{file}: not found; FER+ votes come from microsoft/FERPlus's "
+                         "fer2013new.csv, placed beside the FER2013 file")
+    with open(file, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = [h.strip().lower() for h in next(reader, [])]
+        try:
+            cols = [header.index(name) for name in _FERPLUS_COLUMNS]
+        except ValueError:
+            raise InputError(f"{file}: header {header} lacks the FER+ vote columns "
+                             f"{list(_FERPLUS_COLUMNS)}") from None
+        try:
+            table = np.array([[float(row[c]) for c in cols] for row in reader if row],
+                             dtype=np.float32)
+        except (IndexError, ValueError) as err:
+            raise InputError(f"{file}: malformed vote row ({err})") from None
+    votes = np.zeros((n, len(CLASS_NAMES)), np.float32)
+    known = (rows >= 0) & (rows < len(table))
+    votes[known] = table[rows[known]]
+    return votes
 
 
 def _check_fer_arrays(images, labels, usage, source):

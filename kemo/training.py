@@ -25,6 +25,7 @@ one epoch.
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import tempfile
 import time
@@ -60,6 +61,8 @@ class Recipe:
     zoom: float = 0.0
     erasing: float = 0.0
     ema: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
 
 
 RECIPES = {
@@ -277,13 +280,17 @@ class _Shuffled(keras.utils.PyDataset):
     An interrupted run resumed at epoch ``e`` sees the same orders from ``e`` on as the
     uninterrupted run, without seeding any global generator. With ``x_alt`` (a second
     version of every image, e.g. as kemo's aligner cuts it), each image of a batch is drawn
-    from either version with equal chance.
+    from either version with equal chance. With ``mixup`` or ``cutmix`` (Beta parameters;
+    a batch takes one of them with equal chance when both are set), each image is mixed with
+    another of its batch, blended (mixup, Zhang et al. 2018) or with a pasted rectangle
+    (cutmix, Yun et al. 2019), and so are the targets, in the proportion of the mix.
     """
 
-    def __init__(self, x, y, batch_size, seed, epoch, x_alt=None):
+    def __init__(self, x, y, batch_size, seed, epoch, x_alt=None, mixup=0.0, cutmix=0.0):
         super().__init__()
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
         self.x_alt = x_alt
+        self.mixup, self.cutmix = mixup, cutmix
         self.epoch = epoch  # the 0-based epoch whose order comes next
         self._order = self.order(epoch)
         self._current = epoch
@@ -304,7 +311,25 @@ class _Shuffled(keras.utils.PyDataset):
         if self.x_alt is not None:
             pick = np.random.default_rng([self.seed, self._current, index]).random(len(rows)) < 0.5
             x[pick] = self.x_alt[rows[pick]]
-        return x, self.y[rows]
+        y = self.y[rows]
+        if self.mixup or self.cutmix:
+            x, y = self._mix(x, y, np.random.default_rng([self.seed, self._current, index, 1]))
+        return x, y
+
+    def _mix(self, x, y, rng):
+        cut = bool(self.cutmix) and (not self.mixup or rng.random() < 0.5)
+        lam = rng.beta(*(2 * [self.cutmix if cut else self.mixup]))
+        other = rng.permutation(len(x))
+        if cut:
+            height, width = x.shape[1:3]
+            side = np.sqrt(1.0 - lam)  # the pasted box covers 1 - lam of the image
+            h, w = int(round(height * side)), int(round(width * side))
+            top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+            x[:, top:top + h, left:left + w] = x[other, top:top + h, left:left + w]
+            lam = 1.0 - h * w / (height * width)
+        else:
+            x = lam * x + (1.0 - lam) * x[other]
+        return x, (lam * y + (1.0 - lam) * y[other]).astype(y.dtype)
 
 
 @contextlib.contextmanager
@@ -340,11 +365,16 @@ def _distribution(distribute):
                          f"KERAS_BACKEND is {backend!r}")
 
 
-def _check_resume(state, recipe, epochs, seed, precision, directory, aligned=None):
+def _check_resume(state, recipe, epochs, seed, precision, directory, aligned=None,
+                  targets=None):
     """Refuse to resume a run under settings that would not continue what it started."""
     planned = {"recipe": dataclasses.asdict(recipe), "seed": seed, "precision": precision,
-               "aligned": aligned}
+               "aligned": aligned, "targets": targets}
     state.setdefault("aligned", False)  # runs from before x_alt existed
+    state.setdefault("targets", None)  # runs from before soft targets existed
+    # runs from before a recipe field existed ran with its default
+    state["recipe"] = {**dataclasses.asdict(Recipe(learning_rate=0, batch_size=0)),
+                       **state["recipe"]}
     changed = [k for k, v in planned.items() if state.get(k) != v]
     if changed:
         raise InputError(
@@ -386,7 +416,8 @@ def fit_classifier(
             the classes (e.g. ``lambda: ResNet10(input_shape=(48, 48, 1))``).
         x_train: Training images (float32, ``as_model_input`` and the weights'
             preprocessing already applied).
-        y_train: Integer training labels.
+        y_train: Integer training labels, or soft targets: one probability row per image
+            (``(N, classes)``, e.g. from :func:`kemo.targets.soft_targets`).
         x_val: Validation images, scored after each epoch.
         y_val: Integer validation labels.
         recipe: A name in :data:`RECIPES` or a :class:`Recipe`.
@@ -414,7 +445,8 @@ def fit_classifier(
         resuming); ``best.keras`` the bare model of the best epoch.
 
     Raises:
-        InputError: On images and labels of different lengths, or when ``checkpoint_dir``
+        InputError: On images and labels of different lengths, soft targets that are not
+            probability rows over the model's classes, or when ``checkpoint_dir``
             holds a run that these settings would not continue: another recipe, seed or
             precision, or another number of epochs under a cosine schedule (its learning
             rate reaches 0 at the planned end; train longer as a new stage with ``init``).
@@ -431,10 +463,14 @@ def fit_classifier(
     try:
         devices = scope.enter_context(_distribution(distribute))
         aligned = x_alt is not None
+        y_train = np.asarray(y_train)
+        # soft targets are named by their digest: a resumed run must learn the same ones
+        targets = (hashlib.sha256(y_train.astype(np.float32).tobytes()).hexdigest()[:16]
+                   if y_train.ndim == 2 else None)
         state = {"epoch": 0, "history": [], "best": {"epoch": 0, "val_accuracy": -1.0},
                  "wall_seconds": 0.0, "recipe": dataclasses.asdict(recipe), "seed": seed,
                  "precision": precision, "epochs": epochs, "aligned": aligned,
-                 "devices": devices}
+                 "targets": targets, "devices": devices}
         trainer = None
         if checkpoint_dir is not None:
             checkpoint_dir = Path(checkpoint_dir)
@@ -443,7 +479,8 @@ def fit_classifier(
             last = checkpoint_dir / "last.keras"
             if (checkpoint_dir / "state.json").exists() and last.exists():
                 state = json.loads((checkpoint_dir / "state.json").read_text())
-                _check_resume(state, recipe, epochs, seed, precision, checkpoint_dir, aligned)
+                _check_resume(state, recipe, epochs, seed, precision, checkpoint_dir, aligned,
+                              targets)
                 trainer = keras.saving.load_model(last, safe_mode=True)
         if trainer is None:
             with keras_seed(seed):
@@ -457,8 +494,15 @@ def fit_classifier(
         model = trainer.layers[-1]
         if state["epoch"] < epochs:
             classes = model.output_shape[-1]
-            batches = _Shuffled(x_train, keras.utils.to_categorical(y_train, classes),
-                                recipe.batch_size, seed, state["epoch"], x_alt=x_alt)
+            if targets is None:
+                y_train = keras.utils.to_categorical(y_train, classes)
+            elif y_train.shape[1] != classes or not np.allclose(y_train.sum(axis=1), 1, atol=1e-3):
+                raise InputError(f"soft targets must be probability rows over the model's "
+                                 f"{classes} classes; got shape {y_train.shape} with row sums "
+                                 f"{y_train.sum(axis=1).min():.3f}..{y_train.sum(axis=1).max():.3f}")
+            batches = _Shuffled(x_train, y_train.astype(np.float32), recipe.batch_size, seed,
+                                state["epoch"], x_alt=x_alt, mixup=recipe.mixup,
+                                cutmix=recipe.cutmix)
             steps = [keras.callbacks.SwapEMAWeights()] if trainer.optimizer.use_ema else []
             if checkpoint_dir is not None:
                 steps.append(_Checkpoint(checkpoint_dir, state))
@@ -564,9 +608,11 @@ def final_model(trained, x_train):
             ``last.keras``).
         x_train: The training images, preprocessed as for training.
     """
-    from kemo.models.resnet10 import ResNet10
-
-    model = ResNet10(input_shape=trained.input_shape[1:], classes=trained.output_shape[-1])
+    config = trained.get_config()
+    for layer in config["layers"]:  # the same architecture (any width or stem), in float32
+        if "dtype" in layer["config"]:
+            layer["config"]["dtype"] = "float32"
+    model = keras.Model.from_config(config)
     model.set_weights(trained.get_weights())
     return recalibrate_batchnorm(model, x_train)
 
@@ -582,6 +628,11 @@ def train_fer2013(
     limit=None,
     init=None,
     aligned=None,
+    ferplus=0.0,
+    teachers=(),
+    teacher_weight=0.5,
+    width=1.0,
+    stem=None,
     distribute=False,
     verbose=1,
 ):
@@ -606,6 +657,15 @@ def train_fer2013(
             (:func:`realigned_fer2013`; made on first use). Each Training image is then
             drawn raw or aligned with equal chance, so the model learns the faces that
             inference gives it; PublicTest is also scored on its aligned faces.
+        ferplus: Weight of the FER+ votes in the training targets (0: the FER2013 labels
+            alone; see :func:`kemo.targets.soft_targets` and ``load_fer2013(ferplus=True)``).
+        teachers: Face models trained before (run folders' ``best.keras``, exported
+            ``.weights.h5`` files, registered names) to distil: their mean probabilities on
+            the Training images take ``teacher_weight`` of the targets.
+        teacher_weight: Weight of the teachers' probabilities in the targets.
+        width: Multiplier of the ResNet-10's stage widths (64-512) for a new model.
+        stem: ResNet-10 stem for a new model (see :func:`kemo.models.ResNet10`; ``"full"``
+            keeps the input resolution in the first stage, 4x the computation).
         distribute: Train data-parallel over every local device (see
             :func:`fit_classifier`).
         verbose: Keras verbosity.
@@ -623,9 +683,17 @@ def train_fer2013(
         raise WeightsError(f"{init}: no such model file to start from (give a .keras file, "
                            "e.g. the best.keras of an earlier run, or a ResNet-10 .weights.h5)")
 
-    train = load_fer2013(data, subset="Training")
+    from kemo.targets import soft_targets, teacher_probabilities
+
+    train = load_fer2013(data, subset="Training", ferplus=bool(ferplus))
     val = load_fer2013(data, subset="PublicTest")
     x_train, y_train = as_model_input(train.images[:limit]) / 255.0, train.labels[:limit]
+    sources = []
+    if ferplus:
+        sources.append((ferplus, train.ferplus[:limit]))
+    if teachers:
+        sources.append((teacher_weight, teacher_probabilities(teachers, train.images[:limit])))
+    targets = soft_targets(y_train, *sources) if sources else y_train
     x_val, y_val = as_model_input(val.images[:limit]) / 255.0, val.labels[:limit]
     x_alt = None
     if aligned is not None:
@@ -633,7 +701,7 @@ def train_fer2013(
         x_alt = as_model_input(faces) / 255.0
     if init is None:
         def build():
-            return ResNet10(input_shape=x_train.shape[1:])
+            return ResNet10(input_shape=x_train.shape[1:], width=width, stem=stem)
     elif str(init).endswith(".weights.h5"):
         def build():
             return ResNet10(input_shape=x_train.shape[1:], weights=str(init))
@@ -641,7 +709,7 @@ def train_fer2013(
         def build():
             return keras.saving.load_model(init, compile=False, safe_mode=True)
     model, state = fit_classifier(
-        build, x_train, y_train, x_val, y_val,
+        build, x_train, targets, x_val, y_val,
         recipe=recipe, epochs=epochs, checkpoint_dir=checkpoint_dir, seed=seed,
         precision=precision, x_alt=x_alt, distribute=distribute, verbose=verbose,
     )

@@ -135,6 +135,21 @@ def build_parser():
     fer.add_argument("--ema", type=_probability, default=0.0, metavar="MOMENTUM",
                      help="keep an exponential moving average of the weights with this momentum "
                      "per step, e.g. 0.999, and ship the average (default 0: off)")
+    fer.add_argument("--mixup", type=_nonnegative, default=0.0, metavar="ALPHA",
+                     help="mixup: blend each training image and its target with another's, "
+                     "in a Beta(ALPHA, ALPHA) proportion, e.g. 0.2 (default 0: off)")
+    fer.add_argument("--cutmix", type=_nonnegative, default=0.0, metavar="ALPHA",
+                     help="cutmix: paste a rectangle of another training image, targets mixed "
+                     "by area, Beta(ALPHA, ALPHA), e.g. 1.0; with --mixup each batch takes one "
+                     "(default 0: off)")
+    fer.add_argument("--ferplus", type=_probability, default=0.0, metavar="W",
+                     help="weight of the FER+ votes (fer2013new.csv beside the data) in the "
+                     "training targets, e.g. 0.5 (default 0: FER2013 labels only)")
+    fer.add_argument("--teacher", nargs="+", metavar="MODEL",
+                     help="distil these face models (runs' best.keras, exported .weights.h5): "
+                     "their mean probabilities on the Training images join the targets")
+    fer.add_argument("--teacher-weight", type=_probability, default=0.5, metavar="W",
+                     help="weight of the teachers' probabilities in the targets (default 0.5)")
     fer.add_argument("--aligned", metavar="CACHE.npz",
                      help="also train on FER2013 as kemo's detector and aligner cut it (each "
                      "image raw or aligned with equal chance), cached in CACHE.npz (made on "
@@ -344,10 +359,19 @@ def _protocol(text):
 
 
 def _probability(text):
+    return _number(text, 0.0, 1.0, "a number in [0, 1)")
+
+
+def _nonnegative(text):
+    return _number(text, 0.0, float("inf"), "a number >= 0")
+
+
+def _number(text, low, high, what):
+    """``text`` as a float in ``[low, high)``, else an argparse error naming ``what``."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not low <= value < high:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value

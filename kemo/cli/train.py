@@ -22,11 +22,13 @@ def run_train_fer2013(args):
     from kemo.weights import RUN_EXPORT
 
     out = Path(args.out)
-    recipe = dataclasses.replace(RECIPES[args.recipe], erasing=args.erasing, ema=args.ema)
+    recipe = dataclasses.replace(RECIPES[args.recipe], erasing=args.erasing, ema=args.ema,
+                                 mixup=args.mixup, cutmix=args.cutmix)
     model, state = train_fer2013(args.data, recipe=recipe, epochs=args.epochs,
                                  checkpoint_dir=out, seed=args.seed, precision=args.precision,
                                  limit=args.limit, init=args.init, aligned=args.aligned,
-                                 distribute=args.distribute,
+                                 ferplus=args.ferplus, teachers=args.teacher or (),
+                                 teacher_weight=args.teacher_weight, distribute=args.distribute,
                                  verbose=0 if args.quiet else 2)
     weights = out / RUN_EXPORT
     digest = export_weights(model, weights)

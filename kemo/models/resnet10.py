@@ -49,6 +49,7 @@ def ResNet10(
     name="resnet10",
     stem=None,
     dropout=0.5,
+    width=1.0,
 ):
     """Build a ResNet-10 with the paper's 512-d ``fc1`` feature layer.
 
@@ -73,9 +74,13 @@ def ResNet10(
         classifier_activation: Activation of ``predictions``; ``None`` for logits.
         name: Model name.
         stem: ``"imagenet"`` (7x7/2 convolution + 3x3/2 max pool, for inputs of
-            96 px and up) or ``"small"`` (3x3/2 convolution, no pool, for
-            48-64 px faces). ``None`` picks by input size.
+            96 px and up), ``"small"`` (3x3/2 convolution, no pool, for
+            48-64 px faces) or ``"full"`` (3x3/1 convolution: the first stage at the
+            input resolution, 4x the computation of ``"small"``). ``None`` picks
+            ``"imagenet"`` or ``"small"`` by input size.
         dropout: Dropout rate between ``fc1`` and ``predictions``.
+        width: Multiplier of the stem and stage widths (64, 128, 256, 512); ``fc1``
+            stays 512-d. The registered weights are of width 1.
 
     Returns:
         A ``keras.Model``.
@@ -94,8 +99,12 @@ def ResNet10(
         default_shape=(150, 150, 3), min_size=32,
         classifier_activation=classifier_activation, name=name,
     )
-    if stem not in (None, "imagenet", "small"):
-        raise ValueError(f"stem must be None, 'imagenet' or 'small'; received stem={stem!r}")
+    if stem not in (None, "imagenet", "small", "full"):
+        raise ValueError(
+            f"stem must be None, 'imagenet', 'small' or 'full'; received stem={stem!r}")
+    if not isinstance(width, (int, float)) or not 0.0 < width <= 4.0:
+        raise ValueError(f"width must be in (0, 4]; received width={width!r}")
+    widths = [max(8, int(round(w * width))) for w in (64, *WIDTHS)]
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); received dropout={dropout!r}")
     if stem is None:
@@ -103,16 +112,18 @@ def ResNet10(
 
     inputs, x = build_input(input_tensor, input_shape)
     if stem == "imagenet":
-        x = layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False, name="conv1")(x)
+        x = layers.Conv2D(widths[0], 7, strides=2, padding="same", use_bias=False,
+                          name="conv1")(x)
         x = layers.BatchNormalization(name="conv1_bn")(x)
         x = layers.ReLU(name="conv1_relu")(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
     else:
-        x = layers.Conv2D(64, 3, strides=2, padding="same", use_bias=False, name="conv1")(x)
+        x = layers.Conv2D(widths[0], 3, strides=1 if stem == "full" else 2, padding="same",
+                          use_bias=False, name="conv1")(x)
         x = layers.BatchNormalization(name="conv1_bn")(x)
         x = layers.ReLU(name="conv1_relu")(x)
-    for i, width in enumerate(WIDTHS):
-        x = _block(x, width, stride=1 if i == 0 else 2, name=f"stage{i + 1}")
+    for i, filters in enumerate(widths[1:]):
+        x = _block(x, filters, stride=1 if i == 0 else 2, name=f"stage{i + 1}")
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="pool")(x)

@@ -1,0 +1,67 @@
+"""Training targets beyond the labels: votes of other annotators and teachers' probabilities.
+
+:func:`kemo.training.train_fer2013` blends them into the FER2013 labels (its ``ferplus``,
+``teachers`` and ``teacher_weight``), and :func:`kemo.training.fit_classifier` takes the
+resulting probability rows in place of integer labels.
+"""
+
+import numpy as np
+
+from kemo.errors import InputError
+
+
+def soft_targets(labels, *sources, classes=7):
+    """Training targets that blend the labels with other distributions over the classes.
+
+    Args:
+        labels: Integer labels ``(N,)``.
+        *sources: ``(weight, rows)`` pairs: ``rows`` ``(N, classes)`` non-negative scores (votes
+            or probabilities, normalised here per row) that take ``weight`` of each target.
+            A row of zeros (no votes for that image) gives its weight back to the label.
+        classes: Number of classes.
+
+    Returns:
+        float32 ``(N, classes)`` probability rows: ``(1 - sum of weights) * one-hot(label) +
+        sum of weight * rows``.
+
+    Raises:
+        InputError: On weights outside [0, 1] or summing over 1, or rows of another shape.
+    """
+    labels = np.asarray(labels)
+    targets = np.eye(classes, dtype=np.float64)[labels]
+    total = sum(weight for weight, _ in sources)
+    if any(not 0 <= weight <= 1 for weight, _ in sources) or total > 1:
+        raise InputError(f"soft-target weights must be in [0, 1] and sum to at most 1; got "
+                         f"{[weight for weight, _ in sources]}")
+    mixed = targets.copy()
+    for weight, rows in sources:
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.shape != targets.shape:
+            raise InputError(f"soft-target rows have shape {rows.shape}; expected "
+                             f"{targets.shape} (one row per label)")
+        sums = rows.sum(axis=1, keepdims=True)
+        rows = np.where(sums > 0, rows / np.where(sums > 0, sums, 1), targets)
+        mixed += weight * (rows - targets)
+    return mixed.astype(np.float32)
+
+
+def teacher_probabilities(teachers, images, *, batch_size=256):
+    """The mean class probabilities of ``teachers`` on uint8 face ``images`` (with flip).
+
+    Args:
+        teachers: Face models, as :class:`kemo.FaceEmotionClassifier` takes them: registered
+            names, ``.weights.h5`` files or ``.keras`` files (e.g. runs' ``best.keras``).
+        images: uint8 faces ``(N, H, W)``.
+        batch_size: Images per forward pass.
+
+    Returns:
+        float32 ``(N, classes)``: the average of the teachers' flip-averaged probabilities,
+        to distil them into one model (:func:`soft_targets`).
+    """
+    from kemo.face_classifier import FaceEmotionClassifier
+
+    if not teachers:
+        raise InputError("give at least one teacher model")
+    proba = [FaceEmotionClassifier(weights=str(t), batch_size=batch_size).predict_proba(images)
+             for t in teachers]
+    return np.mean(proba, axis=0).astype(np.float32)
