@@ -685,6 +685,11 @@ def train_fer2013(
 
     from kemo.targets import soft_targets, teacher_probabilities
 
+    # checked before the data and the teachers load
+    if ferplus + (teacher_weight if teachers else 0.0) > 1.0:
+        raise InputError(f"the FER+ weight ({ferplus}) and the teachers' weight "
+                         f"({teacher_weight}) take more than the whole target; their sum must "
+                         "be at most 1")
     train = load_fer2013(data, subset="Training", ferplus=bool(ferplus))
     val = load_fer2013(data, subset="PublicTest")
     x_train, y_train = as_model_input(train.images[:limit]) / 255.0, train.labels[:limit]

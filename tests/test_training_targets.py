@@ -169,6 +169,11 @@ def test_cli_takes_the_new_options(shared_data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "fer2013", "--data", str(shared_data / "fer2013"), "--mixup", "-1"])
     assert "expected a number >= 0" in capsys.readouterr().err
+    code = cli.main(["train", "fer2013", "--data", str(shared_data / "fer2013"), "--out",
+                     str(tmp_path / "other"), "--ferplus", "0.6", "--teacher", "fer2013_resnet10",
+                     "--teacher-weight", "0.6"])
+    assert code != 0 and "sum must be at most 1" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists(), "refused before anything was written"
 
 
 @pytest.mark.slow
