@@ -32,6 +32,9 @@ __all__ = ["CLASS_NAMES", "data_home", "load_afew", "load_ckplus", "load_fer2013
 #: The 7 emotion classes in FER2013 label order; the single source of class names in kemo.
 CLASS_NAMES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 
+#: Images per class in FER2013 Training (the class order of :data:`CLASS_NAMES`).
+FER2013_TRAINING_COUNTS = (3995, 436, 4097, 7215, 4830, 3171, 4965)
+
 #: The usage (split) names a FER2013 row can carry. "Test" marks image-folder test images whose
 #: file names do not say whether they are PublicTest or PrivateTest.
 FER_USAGES = ("Training", "PublicTest", "PrivateTest", "Test")

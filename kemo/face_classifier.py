@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 
 from kemo._tensorflow import import_quietly
-from kemo.datasets import CLASS_NAMES
+from kemo.datasets import CLASS_NAMES, FER2013_TRAINING_COUNTS
 from kemo.errors import InputError, WeightsError
 
 import_quietly()  # before fit first imports Keras
@@ -39,6 +39,13 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             66.90 % against 64.86 %).
         batch_size: Images per forward pass (with ``flip``, half of them are the mirror
             images).
+        class_balance: Divide each probability by the class's share of FER2013 Training
+            raised to this power, then renormalise (post-hoc logit adjustment, Menon et al.
+            2021): 0 leaves the model as trained; larger values favour rare classes. With
+            the shipped model on FER2013 PublicTest, 0.5 lifts the mean per-class accuracy
+            from 61.10 to 63.95 % and Disgust from 33.9 to 53.6 %, overall 66.90 to 67.01 %
+            (``tests/test_classifier.py`` checks the direction; 0.5 was chosen on
+            PublicTest, so the gain there is optimistic). For 7-class models only.
 
     Attributes:
         classes_: Class ids ``0..6`` in FER2013 order.
@@ -50,10 +57,11 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         >>> [clf.class_names_[i] for i in clf.predict(faces)]
     """
 
-    def __init__(self, weights=DEFAULT_WEIGHTS, flip=True, batch_size=256):
+    def __init__(self, weights=DEFAULT_WEIGHTS, flip=True, batch_size=256, class_balance=0.0):
         self.weights = weights
         self.flip = flip
         self.batch_size = batch_size
+        self.class_balance = class_balance
 
     def fit(self, X=None, y=None):
         """Load the pretrained model; ``X`` and ``y`` are ignored.
@@ -129,7 +137,22 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             if self.flip:
                 batch = [(out[:n] + out[n:]) / 2 for out in batch]
             outs.append([np.asarray(out, "float32") for out in batch])
-        return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
+        proba, *rest = [np.concatenate(parts) for parts in zip(*outs, strict=True)]
+        return [self._balanced(proba), *rest]
+
+    def _balanced(self, proba):
+        """``proba`` adjusted by ``class_balance`` (see the class docstring)."""
+        power = self.class_balance
+        if not isinstance(power, (int, float)) or not 0 <= power < float("inf"):
+            raise InputError(f"class_balance must be a number >= 0; got {power!r}")
+        if not power:
+            return proba
+        if proba.shape[1] != len(FER2013_TRAINING_COUNTS):
+            raise InputError(f"class_balance needs a 7-class FER2013 model; "
+                             f"{self.info_.name} has {proba.shape[1]} classes")
+        prior = np.asarray(FER2013_TRAINING_COUNTS, "float64")
+        adjusted = proba / (prior / prior.sum()) ** float(power)
+        return (adjusted / adjusted.sum(axis=1, keepdims=True)).astype("float32")
 
     def predict_proba(self, faces):
         """Emotion probabilities of face crops.
