@@ -613,6 +613,8 @@ def run(args):
     rec.set_params(faces=prep)
     if args.pooling is not None:
         rec.set_params(pooling=args.pooling)
+    if args.class_balance is not None:
+        rec.set_params(class_balance=args.class_balance)
     source = int(args.source) if source_kind(args.source) == "camera" else args.source
     stream = rec.stream(source, window=args.window, tracks=args.tracks,
                         realtime=args.realtime, duration=args.duration)

@@ -286,6 +286,38 @@ def test_bad_pooling_is_refused(faces):
         VideoEmotionRecognizer(pooling="median").predict_proba(faces[:1])
 
 
+def _balanced(proba, power):
+    from kemo.datasets import FER2013_TRAINING_COUNTS
+
+    share = np.asarray(FER2013_TRAINING_COUNTS) / sum(FER2013_TRAINING_COUNTS)
+    adjusted = np.asarray(proba) / share ** power
+    return adjusted / adjusted.sum(axis=-1, keepdims=True)
+
+
+@real
+def test_class_balance_on_real_clips(rec, faces, analyses, videos, cache, tmp_path):
+    balanced = clone(rec).set_params(class_balance=0.5)
+    for found, analysis in zip(faces, analyses, strict=True):
+        got = balanced.analyze(found)
+        np.testing.assert_allclose(got.frame_probabilities,
+                                   _balanced(analysis.frame_probabilities, 0.5), atol=1e-5)
+        assert got.frame_probabilities[:, 1].mean() > analysis.frame_probabilities[:, 1].mean()
+    assert rec.class_balance == 0, "the shared classifier of the plain recogniser is unchanged"
+    np.testing.assert_allclose(rec.analyze(faces[0]).frame_probabilities,
+                               analyses[0].frame_probabilities, atol=1e-6)
+    balanced.save(tmp_path / "model")
+    assert VideoEmotionRecognizer.load(tmp_path / "model").class_balance == 0.5
+    document = tmp_path / "out.json"
+    code = cli.main(["predict", str(videos / CLIPS[0]), "--class-balance", "0.5", "--json",
+                     str(document), "-q", "--cache", cache])
+    written = json.loads(document.read_text())
+    assert code == 0 and written["class_balance"] == 0.5, written
+    got = [written["videos"][0]["probabilities"][n] for n in CLASS_NAMES]
+    expected = pool(_balanced(analyses[0].frame_probabilities, 0.5), DEFAULT_POOLING,
+                    analyses[0].frame_indices / analyses[0].fps)
+    np.testing.assert_allclose(got, expected, atol=1e-5, err_msg="--class-balance 0.5")
+
+
 @real
 def test_pooling_is_saved_with_the_model(tmp_path):
     VideoEmotionRecognizer(pooling="peak").save(tmp_path / "model")
@@ -401,6 +433,7 @@ def test_cli_pooling_and_segments(videos, cache, analyses, tmp_path):
     assert code == 0, f"exit status {code}"
     written = json.loads(document.read_text())
     assert written["pooling"] == "peak", f"the JSON names the pooling: {written['pooling']}"
+    assert written["class_balance"] == 0, "the JSON names the class balance (none by default)"
     results = written["videos"]
     for result, analysis in zip(results, analyses, strict=True):
         expected = pool(analysis.frame_probabilities, "peak",

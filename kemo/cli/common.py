@@ -64,6 +64,8 @@ def recognizer_for(args, errors="raise"):
     rec.set_params(faces=face_options(rec.face_preprocessor(), args), errors=errors)
     if getattr(args, "pooling", None):
         rec.set_params(pooling=args.pooling)
+    if getattr(args, "class_balance", None) is not None:
+        rec.set_params(class_balance=args.class_balance)
     return rec
 
 

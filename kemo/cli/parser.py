@@ -64,6 +64,8 @@ def build_parser():
                          "they are from neutral), 'confidence' (frames weighted by their top "
                          "probability), 'topk' (the most confident quarter of the frames) or "
                          "'peak' (the least neutral half second)")
+    predict.add_argument("--class-balance", type=_nonnegative, metavar="POWER",
+                         help=CLASS_BALANCE_HELP)
     predict.add_argument("--annotate", metavar="OUT",
                          help="write each video with boxes and emotions drawn: a file (one "
                          "video, e.g. out.mp4 or out.avi) or a folder, created if needed "
@@ -260,6 +262,8 @@ def build_parser():
     live.add_argument("--pooling", choices=("mean", "expressive", "confidence", "topk", "peak"),
                       help="how a face's frame probabilities in the window make its label "
                       "(as for kemo predict; default expressive)")
+    live.add_argument("--class-balance", type=_nonnegative, metavar="POWER",
+                      help=CLASS_BALANCE_HELP)
     live.set_defaults(run=run_live, check=check_live)
     return parser
 
@@ -318,6 +322,10 @@ def _scheduler_address(text):
 def _add_quiet(parser):
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
+
+CLASS_BALANCE_HELP = ("divide the face model's probabilities by each class's share of FER2013 "
+                      "Training to this power, e.g. 0.5, so that rare classes (Disgust) are "
+                      "said more often (default 0: as trained)")
 
 SMALL_FACE_HELP = ("where the first pass finds faces at a distance (under twice --min-face-size), "
                    "look again for faces down to PX pixels (default 20); 'off' never looks "

@@ -8,6 +8,7 @@ fine-tuning step (:mod:`kemo.recognizer.finetune`), the model folder
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -101,6 +102,9 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             ``"mean"``, ``"confidence"``, ``"topk"`` or ``"peak"`` (see
             :func:`kemo.timeline.pool`; measured in ``benchmarks/ckplus_videos.py``). A
             trained recogniser aggregates frame features instead and ignores it.
+        class_balance: favour the classes the face model rarely says (Disgust above all) in
+            its frame probabilities, the timeline and the pretrained labels: see
+            :class:`kemo.FaceEmotionClassifier` (0, the default, leaves them as trained).
         batch_size: faces per forward pass.
         errors: ``"raise"``: a video that cannot be read or has no face raises; ``"skip"``:
             it is left out of training, gets NaN probabilities in prediction, and is listed in
@@ -148,7 +152,7 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
     def __init__(self, weights="fer2013_resnet10", features=None, faces=None, C=1.0,
                  calibration="sigmoid", cv=3, c3d=None, lstm=None, fusion_weights=None,
                  fusion_cv=5, flip=True, batch_size=256, errors="raise", random_state=0,
-                 verbose=False, pooling=DEFAULT_POOLING, finetune=None):
+                 verbose=False, pooling=DEFAULT_POOLING, finetune=None, class_balance=0.0):
         self.weights = weights
         self.features = features
         self.faces = faces
@@ -166,6 +170,7 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.pooling = pooling
         self.finetune = finetune
+        self.class_balance = class_balance
 
     # ------------------------------------------------------------------ state
 
@@ -244,8 +249,12 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
     def _classifier(self):
         if "face_model_" in self.__dict__:  # fine-tuned by fit: this recogniser's own
             return self.face_model_
-        return _face_classifier(self.weights, bool(self.flip), int(self.batch_size),
-                                _file_stamp(self.weights))
+        shared = _face_classifier(self.weights, bool(self.flip), int(self.batch_size),
+                                  _file_stamp(self.weights))
+        if not self.class_balance:
+            return shared
+        # a shallow copy shares the loaded network: only the probabilities differ
+        return copy.copy(shared).set_params(class_balance=self.class_balance)
 
     def _info(self, name):
         """The WeightsInfo of a registered name, or of the face model file ``weights``."""
