@@ -6,9 +6,14 @@ augmentation, is on and counted) and without flip, best of
 ``--repeats`` passes after a warm-up call, and, as the baseline measured in the same run, the
 bare network through ``model.predict`` (no flip) on the same faces.
 
+With ``--variants``, also the ResNet-10 shapes of the face-model study
+(``benchmarks/face_model_study.py``: width 0.5 or 1, 3x3/2 or 3x3/1 stem) with random weights
+(speed does not depend on the weights), through the same ``predict_proba`` with flip.
+
 Usage (from the repository root)::
 
-    python benchmarks/face_model_speed.py --data ../shared/data/fer2013 [--weights NAME]
+    python benchmarks/face_model_speed.py --data ../shared/data/fer2013 [--weights NAME] \
+        [--variants]
 """
 
 import argparse
@@ -25,12 +30,34 @@ def best_rate(function, faces, repeats):
     return len(faces) / best
 
 
+def variant_rates(faces, repeats):
+    """``predict_proba`` (flip) faces/s of ResNet-10 widths and stems, from saved files."""
+    import tempfile
+    from pathlib import Path
+
+    from kemo.classifier import FaceEmotionClassifier
+    from kemo.models import ResNet10
+
+    rates = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for width in (0.5, 1.0):
+            for stem in ("small", "full"):
+                path = Path(folder) / f"w{width}-{stem}.keras"
+                ResNet10(input_shape=(48, 48, 1), width=width, stem=stem).save(path)
+                clf = FaceEmotionClassifier(weights=str(path))
+                rates[f"width {width}, stem {stem} (flip)"] = best_rate(clf.predict_proba, faces,
+                                                                       repeats)
+    return rates
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="FER2013 location (file or folder)")
     parser.add_argument("--weights", default="fer2013_resnet10", help="face model")
     parser.add_argument("--n", type=int, default=2048, help="faces per pass")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", action="store_true",
+                        help="also the study's ResNet-10 widths and stems (random weights)")
     args = parser.parse_args(argv)
 
     from kemo.classifier import FaceEmotionClassifier
@@ -48,6 +75,8 @@ def main(argv=None):
         "baseline: model.predict(batch_size=256)": best_rate(
             lambda f: model.predict(x[:len(f)], batch_size=256, verbose=0), faces, args.repeats),
     }
+    if args.variants:
+        rates.update(variant_rates(faces, args.repeats))
     base = rates["baseline: model.predict(batch_size=256)"]
     print(f"{args.weights}, {len(faces)} FER2013 PublicTest faces, best of {args.repeats}")
     for name, rate in rates.items():
