@@ -13,8 +13,9 @@ averaging), per class, and the seconds an epoch takes. Rows differ from ``base``
 - augmentation: ``no_crops`` (no shift or zoom), ``erasing``, ``mixup``, ``cutmix``;
 - optimisation: ``ema`` (weight average), ``long`` (twice the epochs);
 - targets: ``ferplus`` (FER+ votes, half the target), ``distil`` (half the target from the mean
-  probabilities of kemo models trained before: the shipped model and the study's ``width_1``
-  and ``stem_full`` runs, when done).
+  probabilities of kemo models trained before: the shipped model and the best PublicTest epochs
+  of the study's ``width_1`` and ``stem_full`` rows at the same budget, when done; those
+  ``best.keras`` files keep their training BatchNorm statistics).
 
 Each row checkpoints in ``--runs/ROW`` every epoch and resumes when rerun; results go to
 ``--out`` (JSON, written atomically after every row) and the table into the study section of
@@ -83,7 +84,9 @@ def run_row(name, args, done):
     epochs = args.epochs * spec.pop("epochs", 1)
     teachers = []
     for teacher in spec.pop("teachers", []):
-        if teacher not in done:
+        row = done.get(teacher, {})
+        if (row.get("epochs") != args.epochs * ROWS[teacher].get("epochs", 1)
+                or row.get("limit") != args.limit):
             print(f"{name}: skipped until row {teacher} is done (it is one of the teachers)")
             return None
         teachers.append(str(Path(args.runs) / done[teacher]["folder"] / "best.keras"))
@@ -151,7 +154,8 @@ Each row trains a ResNet-10 from scratch for the same short budget on FER2013 Tr
 against `base`). Short budgets favour what learns fast: a regulariser that loses here may still
 win in a long run. Per-class columns and multi-crop (five 2-px shifts, each with its mirror
 image) are with flip averaging. Rebuild with
-`python benchmarks/face_model_study.py --data DATA/fer2013` (resumable, rows in order).
+`python benchmarks/face_model_study.py --data DATA/fer2013` (resumable; the rows of `--rows`
+in their order, by default all in the order of this table).
 
 {body}{END}
 """

@@ -214,7 +214,9 @@ def load_fer2013(path=None, subset=None, ferplus=False):
     Raises:
         DataNotFoundError: No FER2013 data at the path (the message names the layout).
         InputError: Unknown subset, a subset absent from the data, or a malformed file (the
-            message names the file and, for the CSV, the line).
+            message names the file and, for the CSV, the line); with ``ferplus``, also FER2013
+            as image folders (no row order to join on), a missing or malformed
+            ``fer2013new.csv``, or an ``.npz`` without a ``fer_row`` per image.
 
     Example:
         >>> fer = load_fer2013("/data/fer2013", subset="Training")  # doctest: +SKIP
@@ -250,6 +252,9 @@ def _ferplus_votes(source, n):
     """FER+ votes (n, 7) for the rows of the FER2013 file ``source``."""
     if source.suffix.lower() == ".npz":
         rows = _load_npz(source, ("fer_row",))["fer_row"].astype(np.int64)
+        if rows.shape != (n,):
+            raise InputError(f"{source}: fer_row has shape {rows.shape}, expected ({n},): one "
+                             "row index per image")
     elif source.suffix.lower() == ".csv":
         rows = np.arange(n)
     else:

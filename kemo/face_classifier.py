@@ -1,6 +1,7 @@
 """FaceEmotionClassifier: kemo's pretrained per-face emotion model, scikit-learn style."""
 
 import dataclasses
+import numbers
 import threading
 
 import numpy as np
@@ -140,18 +141,22 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         proba, *rest = [np.concatenate(parts) for parts in zip(*outs, strict=True)]
         return [self._balanced(proba), *rest]
 
+    def _check_balance(self):
+        """Validate ``class_balance`` against the loaded model, before any forward pass."""
+        power = self.class_balance
+        if (isinstance(power, bool) or not isinstance(power, numbers.Real)
+                or not 0 <= power < float("inf")):
+            raise InputError(f"class_balance must be a number >= 0; got {power!r}")
+        if power and tuple(self.class_names_) != tuple(CLASS_NAMES):
+            raise InputError(f"class_balance needs a model of the 7 FER2013 classes in their "
+                             f"order; {self.info_.name} has {list(self.class_names_)}")
+
     def _balanced(self, proba):
         """``proba`` adjusted by ``class_balance`` (see the class docstring)."""
-        power = self.class_balance
-        if not isinstance(power, (int, float)) or not 0 <= power < float("inf"):
-            raise InputError(f"class_balance must be a number >= 0; got {power!r}")
-        if not power:
+        if not self.class_balance:
             return proba
-        if proba.shape[1] != len(FER2013_TRAINING_COUNTS):
-            raise InputError(f"class_balance needs a 7-class FER2013 model; "
-                             f"{self.info_.name} has {proba.shape[1]} classes")
         prior = np.asarray(FER2013_TRAINING_COUNTS, "float64")
-        adjusted = proba / (prior / prior.sum()) ** float(power)
+        adjusted = proba / (prior / prior.sum()) ** float(self.class_balance)
         return (adjusted / adjusted.sum(axis=1, keepdims=True)).astype("float32")
 
     def predict_proba(self, faces):
@@ -169,6 +174,7 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         faces = self._checked(faces)
         model = self._model()
+        self._check_balance()
         if len(faces) == 0:
             return np.zeros((0, len(self.classes_)), "float32")
         return self._run(faces, model)[0]
@@ -199,6 +205,7 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             kemo.errors.WeightsError: The model has no ``fc1`` layer.
         """
         self._model()
+        self._check_balance()
         faces = self._checked(faces)
         if self.outputs_model_ is None:
             raise WeightsError(f"{self.info_.name}: the model has no 'fc1' layer, so it gives "

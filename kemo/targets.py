@@ -5,8 +5,12 @@
 resulting probability rows in place of integer labels.
 """
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 
+from kemo._files import atomic_path
 from kemo.errors import InputError
 
 
@@ -28,6 +32,10 @@ def soft_targets(labels, *sources, classes=7):
         InputError: On weights outside [0, 1] or summing over 1, or rows of another shape.
     """
     labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (
+            labels.size and (labels.min() < 0 or labels.max() >= classes)):
+        raise InputError(f"labels must be integers in 0..{classes - 1}; got dtype "
+                         f"{labels.dtype}, shape {labels.shape}")
     targets = np.eye(classes, dtype=np.float64)[labels]
     total = sum(weight for weight, _ in sources)
     if any(not 0 <= weight <= 1 for weight, _ in sources) or total > 1:
@@ -39,13 +47,16 @@ def soft_targets(labels, *sources, classes=7):
         if rows.shape != targets.shape:
             raise InputError(f"soft-target rows have shape {rows.shape}; expected "
                              f"{targets.shape} (one row per label)")
+        if not np.isfinite(rows).all() or rows.min(initial=0) < 0:
+            raise InputError("soft-target rows must be finite and non-negative (votes or "
+                             "probabilities)")
         sums = rows.sum(axis=1, keepdims=True)
         rows = np.where(sums > 0, rows / np.where(sums > 0, sums, 1), targets)
         mixed += weight * (rows - targets)
     return mixed.astype(np.float32)
 
 
-def teacher_probabilities(teachers, images, *, batch_size=256):
+def teacher_probabilities(teachers, images, *, batch_size=256, cache=None):
     """The mean class probabilities of ``teachers`` on uint8 face ``images`` (with flip).
 
     Args:
@@ -53,15 +64,30 @@ def teacher_probabilities(teachers, images, *, batch_size=256):
             names, ``.weights.h5`` files or ``.keras`` files (e.g. runs' ``best.keras``).
         images: uint8 faces ``(N, H, W)``.
         batch_size: Images per forward pass.
+        cache: Optional ``.npz`` file that keeps the result, reused while the teachers'
+            files (by sha256) and the images are the same: a resumed run skips the pass.
 
     Returns:
         float32 ``(N, classes)``: the average of the teachers' flip-averaged probabilities,
         to distil them into one model (:func:`soft_targets`).
     """
+    from kemo import weights as registry
     from kemo.face_classifier import FaceEmotionClassifier
 
     if not teachers:
         raise InputError("give at least one teacher model")
-    proba = [FaceEmotionClassifier(weights=str(t), batch_size=batch_size).predict_proba(images)
-             for t in teachers]
-    return np.mean(proba, axis=0).astype(np.float32)
+    models = [FaceEmotionClassifier(weights=str(t), batch_size=batch_size) for t in teachers]
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    for teacher in teachers:
+        path = registry.model_file(str(teacher))  # a missing file raises WeightsError
+        digest.update(f"{teacher}:{registry.sha256(path) if path else ''};".encode())
+    key = digest.hexdigest()
+    if cache is not None and Path(cache).is_file():
+        with np.load(cache) as stored:
+            if str(stored["key"]) == key:
+                return stored["proba"]
+    proba = np.mean([m.predict_proba(images) for m in models], axis=0).astype(np.float32)
+    if cache is not None:
+        with atomic_path(cache, ".npz") as tmp:
+            np.savez(tmp, key=key, proba=proba)
+    return proba

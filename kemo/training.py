@@ -465,8 +465,9 @@ def fit_classifier(
         aligned = x_alt is not None
         y_train = np.asarray(y_train)
         # soft targets are named by their digest: a resumed run must learn the same ones
-        targets = (hashlib.sha256(y_train.astype(np.float32).tobytes()).hexdigest()[:16]
-                   if y_train.ndim == 2 else None)
+        # (rounded: a teacher's probabilities, computed again, may differ in the last bits)
+        targets = (hashlib.sha256(np.round(y_train, 4).astype(np.float32).tobytes())
+                   .hexdigest()[:16] if y_train.ndim == 2 else None)
         state = {"epoch": 0, "history": [], "best": {"epoch": 0, "val_accuracy": -1.0},
                  "wall_seconds": 0.0, "recipe": dataclasses.asdict(recipe), "seed": seed,
                  "precision": precision, "epochs": epochs, "aligned": aligned,
@@ -496,7 +497,8 @@ def fit_classifier(
             classes = model.output_shape[-1]
             if targets is None:
                 y_train = keras.utils.to_categorical(y_train, classes)
-            elif y_train.shape[1] != classes or not np.allclose(y_train.sum(axis=1), 1, atol=1e-3):
+            elif (y_train.shape[1] != classes or y_train.min() < 0
+                  or not np.allclose(y_train.sum(axis=1), 1, atol=1e-3)):
                 raise InputError(f"soft targets must be probability rows over the model's "
                                  f"{classes} classes; got shape {y_train.shape} with row sums "
                                  f"{y_train.sum(axis=1).min():.3f}..{y_train.sum(axis=1).max():.3f}")
@@ -665,7 +667,9 @@ def train_fer2013(
         teacher_weight: Weight of the teachers' probabilities in the targets.
         width: Multiplier of the ResNet-10's stage widths (64-512) for a new model.
         stem: ResNet-10 stem for a new model (see :func:`kemo.models.ResNet10`; ``"full"``
-            keeps the input resolution in the first stage, 4x the computation).
+            keeps the input resolution in the first stage, 4x the computation). A model of
+            another width or stem is used through a whole-model ``.keras`` file (e.g. the
+            run's ``best.keras``): ``.weights.h5`` files load as the shipped shape.
         distribute: Train data-parallel over every local device (see
             :func:`fit_classifier`).
         verbose: Keras verbosity.
@@ -697,7 +701,9 @@ def train_fer2013(
     if ferplus:
         sources.append((ferplus, train.ferplus[:limit]))
     if teachers:
-        sources.append((teacher_weight, teacher_probabilities(teachers, train.images[:limit])))
+        cache = None if checkpoint_dir is None else Path(checkpoint_dir) / "teachers.npz"
+        sources.append((teacher_weight, teacher_probabilities(teachers, train.images[:limit],
+                                                              cache=cache)))
     targets = soft_targets(y_train, *sources) if sources else y_train
     x_val, y_val = as_model_input(val.images[:limit]) / 255.0, val.labels[:limit]
     x_alt = None

@@ -5,6 +5,7 @@ predicts, saves and loads back, a fold never fine-tunes on its test subjects, ba
 refused, and ``kemo train videos --finetune`` works.
 """
 
+import copy
 import json
 
 import keras
@@ -191,3 +192,9 @@ def test_cli_train_videos_finetune(clips, prep, tmp_path, capsys):
                      '{"finetune": {"epochs": 0}}', "-q"]) == 1, "a bad fine-tuning setting"
     err = capsys.readouterr().err
     assert "finetune epochs must be an integer >= 1, got 0" in err, err
+
+
+def test_fine_tuned_face_model_refuses_class_balance(tuned, faces):
+    balanced = copy.copy(tuned).set_params(class_balance=0.5)
+    with pytest.raises(InputError, match="fine-tuned .* set class_balance=0"):
+        balanced.analyze(faces[0])

@@ -302,7 +302,7 @@ def test_class_balance_on_real_clips(rec, faces, analyses, videos, cache, tmp_pa
         np.testing.assert_allclose(got.frame_probabilities,
                                    _balanced(analysis.frame_probabilities, 0.5), atol=1e-5)
         assert got.frame_probabilities[:, 1].mean() > analysis.frame_probabilities[:, 1].mean()
-    assert rec.class_balance == 0, "the shared classifier of the plain recogniser is unchanged"
+    # the balanced copy shares the loaded network: the plain recogniser's is unchanged
     np.testing.assert_allclose(rec.analyze(faces[0]).frame_probabilities,
                                analyses[0].frame_probabilities, atol=1e-6)
     balanced.save(tmp_path / "model")

@@ -9,7 +9,7 @@ import pytest
 
 from kemo import cli
 from kemo.datasets import load_fer2013
-from kemo.errors import InputError
+from kemo.errors import InputError, WeightsError
 from kemo.models import ResNet10
 from kemo.targets import soft_targets, teacher_probabilities
 from kemo.training import RECIPES, _Shuffled, fit_classifier, train_fer2013
@@ -207,3 +207,39 @@ def test_study_script_in_quick_mode(shared_data, tmp_path, capsys):
     assert "old" not in text and text.startswith("# card\n") and text.endswith("## after\n")
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert len(lines) == 2 + 4 and lines[2].startswith("| `base` |"), lines
+
+
+def test_final_model_is_float32_whatever_the_training_precision(shared_data):
+    from kemo.training import as_model_input, final_model
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        trained = ResNet10(input_shape=(48, 48, 1), width=0.25, stem="full")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert trained.get_layer("conv1").compute_dtype == "bfloat16", "trained in mixed precision"
+    faces = load_fer2013(shared_data / "fer2013", subset="PublicTest").images[:64]
+    model = final_model(trained, as_model_input(faces) / 255.0)
+    assert all(layer.compute_dtype == "float32" for layer in model.layers), "float32 inference"
+    assert model.get_layer("conv1").output.shape == (None, 48, 48, 16), "same shape kept"
+    for a, b in zip(model.get_weights(), trained.get_weights(), strict=True):
+        if a.shape and a.ndim > 1:  # kernels: the same weights (BatchNorm statistics change)
+            np.testing.assert_allclose(a, np.asarray(b, np.float32), atol=1e-6)
+
+
+def test_other_shapes_refuse_weights_files():
+    with pytest.raises(ValueError, match="own .keras file"):
+        ResNet10(input_shape=(48, 48, 1), width=0.5, weights="fer2013_resnet10")
+
+
+def test_teacher_probabilities_are_cached(shared_data, tmp_path):
+    faces = load_fer2013(shared_data / "fer2013", subset="PublicTest").images[:32]
+    cache = tmp_path / "teachers.npz"
+    first = teacher_probabilities(["fer2013_resnet10"], faces, cache=cache)
+    np.savez(cache, key=np.load(cache)["key"], proba=np.full_like(first, 1 / 7))
+    again = teacher_probabilities(["fer2013_resnet10"], faces, cache=cache)
+    np.testing.assert_allclose(again, 1 / 7, err_msg="the cached result is reused")
+    other = teacher_probabilities(["fer2013_resnet10"], faces[:16], cache=cache)
+    np.testing.assert_allclose(other, first[:16], atol=1e-6, err_msg="other images: computed")
+    with pytest.raises(WeightsError, match="missing.keras' not found"):
+        teacher_probabilities([str(tmp_path / "missing.keras")], faces)

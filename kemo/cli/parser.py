@@ -325,7 +325,8 @@ def _add_quiet(parser):
 
 CLASS_BALANCE_HELP = ("divide the face model's probabilities by each class's share of FER2013 "
                       "Training to this power, e.g. 0.5, so that rare classes (Disgust) are "
-                      "said more often (default 0: as trained)")
+                      "said more often (default: 0 for the pretrained model, a saved --model's "
+                      "own value)")
 
 SMALL_FACE_HELP = ("where the first pass finds faces at a distance (under twice --min-face-size), "
                    "look again for faces down to PX pixels (default 20); 'off' never looks "

@@ -104,6 +104,10 @@ def ResNet10(
             f"stem must be None, 'imagenet', 'small' or 'full'; received stem={stem!r}")
     if not isinstance(width, (int, float)) or not 0.0 < width <= 4.0:
         raise ValueError(f"width must be in (0, 4]; received width={width!r}")
+    if weights is not None and (width != 1.0 or stem == "full"):
+        raise ValueError(f"weights files and entries hold the shipped ResNet-10 (width 1, "
+                         f"3x3/2 stem); a model of width={width!r}, stem={stem!r} loads from its "
+                         f"own .keras file (keras.saving.load_model); received weights={weights!r}")
     widths = [max(8, int(round(w * width))) for w in (64, *WIDTHS)]
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); received dropout={dropout!r}")

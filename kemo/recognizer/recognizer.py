@@ -104,7 +104,9 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             trained recogniser aggregates frame features instead and ignores it.
         class_balance: favour the classes the face model rarely says (Disgust above all) in
             its frame probabilities, the timeline and the pretrained labels: see
-            :class:`kemo.FaceEmotionClassifier` (0, the default, leaves them as trained).
+            :class:`kemo.FaceEmotionClassifier` (0, the default, leaves them as trained). A
+            trained recogniser's labels come from its own classifiers and do not change; one
+            with a fine-tuned face model (``finetune``) refuses it.
         batch_size: faces per forward pass.
         errors: ``"raise"``: a video that cannot be read or has no face raises; ``"skip"``:
             it is left out of training, gets NaN probabilities in prediction, and is listed in
@@ -248,6 +250,10 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
 
     def _classifier(self):
         if "face_model_" in self.__dict__:  # fine-tuned by fit: this recogniser's own
+            if self.class_balance:
+                raise InputError("class_balance balances the FER2013 face model's classes; this "
+                                 "recogniser's face model was fine-tuned on its training videos "
+                                 "(finetune=...): set class_balance=0")
             return self.face_model_
         shared = _face_classifier(self.weights, bool(self.flip), int(self.batch_size),
                                   _file_stamp(self.weights))
