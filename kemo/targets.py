@@ -83,9 +83,12 @@ def teacher_probabilities(teachers, images, *, batch_size=256, cache=None):
         digest.update(f"{teacher}:{registry.sha256(path) if path else ''};".encode())
     key = digest.hexdigest()
     if cache is not None and Path(cache).is_file():
-        with np.load(cache) as stored:
-            if str(stored["key"]) == key:
-                return stored["proba"]
+        try:
+            with np.load(cache, allow_pickle=False) as stored:
+                if str(stored["key"]) == key:
+                    return stored["proba"]
+        except (OSError, ValueError, KeyError):  # a damaged cache is computed again
+            pass
     proba = np.mean([m.predict_proba(images) for m in models], axis=0).astype(np.float32)
     if cache is not None:
         with atomic_path(cache, ".npz") as tmp:
