@@ -64,14 +64,22 @@ WHAT = {
 SHIFTS = ((-2, 0), (2, 0), (0, -2), (0, 2))
 
 
-def multi_crop_proba(model, x):
-    """Flip-averaged probabilities over the image and four copies shifted by 2 px."""
+def multi_crop_proba(model, x, proba):
+    """Flip-averaged probabilities over the image and four copies shifted by 2 px.
+
+    Args:
+        model: The face model.
+        x: Images scaled to [0, 1], shape (N, H, W, 1).
+        proba: The model's flip-averaged probabilities on ``x`` itself, already
+            computed by the caller, so only the shifted views are scored here.
+    """
     from kemo.training import evaluate_images
 
     padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge")
     side = x.shape[1]
-    views = [x] + [padded[:, 2 + dy:2 + dy + side, 2 + dx:2 + dx + side] for dx, dy in SHIFTS]
-    return np.mean([evaluate_images(model, v, np.zeros(len(v)))[1] for v in views], axis=0)
+    views = [padded[:, 2 + dy:2 + dy + side, 2 + dx:2 + dx + side] for dx, dy in SHIFTS]
+    shifted = [evaluate_images(model, v, np.zeros(len(v)))[1] for v in views]
+    return np.mean([proba, *shifted], axis=0)
 
 
 def run_row(name, args, done):
@@ -102,7 +110,7 @@ def run_row(name, args, done):
     val = load_fer2013(args.data, subset="PublicTest")
     x, y = as_model_input(val.images[:args.limit]) / 255.0, val.labels[:args.limit]
     accuracy, proba = evaluate_images(model, x, y)
-    crops = multi_crop_proba(model, x)
+    crops = multi_crop_proba(model, x, proba)
     predicted = proba.argmax(axis=1)
     per_class = {c: float(np.mean(predicted[y == i] == i)) if np.any(y == i) else float("nan")
                  for i, c in enumerate(CLASS_NAMES)}

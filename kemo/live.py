@@ -602,19 +602,9 @@ def run(args):
     the annotated video is written under a temporary name and renamed at the end.
     """
     from kemo.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
-    from kemo.cli.common import set_face_sizes
-    from kemo.recognizer import VideoEmotionRecognizer
+    from kemo.cli.common import recognizer_for
 
-    rec = VideoEmotionRecognizer(weights=args.weights or "fer2013_resnet10")
-    prep = rec.face_preprocessor()
-    if args.every is not None:
-        prep.set_params(detect_every=args.every)
-    set_face_sizes(prep, args)
-    rec.set_params(faces=prep)
-    if args.pooling is not None:
-        rec.set_params(pooling=args.pooling)
-    if args.class_balance is not None:
-        rec.set_params(class_balance=args.class_balance)
+    rec = recognizer_for(args)
     source = int(args.source) if source_kind(args.source) == "camera" else args.source
     stream = rec.stream(source, window=args.window, tracks=args.tracks,
                         realtime=args.realtime, duration=args.duration)

@@ -40,8 +40,11 @@ def progress_bar(items, quiet, **kwargs):
 
 
 def show_bars(args):
-    """Whether to draw progress bars: not with -q, and only on a terminal (never into a log)."""
-    return not args.quiet and sys.stderr.isatty()
+    """Whether to draw progress bars: not with -q, and only on a terminal (never into a log).
+
+    Commands without ``-q`` (``kemo live``, which prints a line per frame) draw none.
+    """
+    return not getattr(args, "quiet", True) and sys.stderr.isatty()
 
 
 def write_line(text, file=None):
@@ -53,7 +56,11 @@ def write_line(text, file=None):
 
 
 def recognizer_for(args, errors="raise"):
-    """The recogniser of ``--model`` / ``--weights`` (or the pretrained one), face options set."""
+    """The recogniser of ``--model`` / ``--weights`` (or the pretrained one), face options set.
+
+    Options a command does not define (``kemo live`` has no ``--model``, ``--frames`` or
+    ``--cache``) are left at the recogniser's defaults.
+    """
     from kemo.recognizer import VideoEmotionRecognizer
 
     if getattr(args, "model", None):
@@ -71,22 +78,16 @@ def recognizer_for(args, errors="raise"):
 
 def face_options(prep, args):
     """``prep`` with the face options of the command line set (``--every``...)."""
-    if args.every is not None:
-        prep.set_params(detect_every=args.every)
-    if args.frames is not None:
-        prep.set_params(n_frames=args.frames)
-    if args.cache is not None:
-        prep.set_params(cache_dir=args.cache)
-    set_face_sizes(prep, args)
-    return prep.set_params(verbose=show_bars(args))
-
-
-def set_face_sizes(prep, args):
-    """Set ``--min-face-size`` and ``--small-face-size`` (``off`` = 0: no second look)."""
-    if args.min_face_size is not None:
+    for option, param in (("every", "detect_every"), ("frames", "n_frames"),
+                          ("cache", "cache_dir")):
+        if getattr(args, option, None) is not None:
+            prep.set_params(**{param: getattr(args, option)})
+    if getattr(args, "min_face_size", None) is not None:
         prep.set_params(min_face_size=args.min_face_size)
-    if args.small_face_size is not None:
+    if getattr(args, "small_face_size", None) is not None:
+        # --small-face-size off is 0: no second look for small faces
         prep.set_params(small_face_size=args.small_face_size or None)
+    return prep.set_params(verbose=show_bars(args))
 
 
 def write_output(target, text):
