@@ -1152,7 +1152,9 @@ def render_recorded(results, name, table):
     """A table of ``results["benchmarks"][name]``, and the command and date that measured it."""
     import re
 
-    entry = results["benchmarks"][name]
+    entry = results.get("benchmarks", {}).get(name)
+    if entry is None or table not in entry["tables"]:
+        return f"(not measured yet: no table {name}.{table} in docs/results.json)"
     t = entry["tables"][table]
     def cite(m):  # "{table2:ROW:SET} %": the figure and its unit, once it is generated
         return (reference(results, m[1]) + (m[2] or "") if "reproduce" in results
@@ -1193,14 +1195,28 @@ def render_markdown(text, results):
 
 def write_docs(docs, section):
     """Store ``section`` as ``reproduce`` in ``docs/results.json``; regenerate results.md."""
+    return update_results(docs, lambda results: results.update(reproduce=section)
+                          if section is not None else None)
+
+
+def record_benchmark(docs, name, entry):
+    """Store another benchmark's ``entry`` (title, command, measured, machine, tables) as
+    ``benchmarks[name]`` of ``docs/results.json``; regenerate results.md."""
+    return update_results(docs, lambda results: results.setdefault("benchmarks", {})
+                          .update({name: entry}))
+
+
+def update_results(docs, change):
+    """Apply ``change`` to the stored results, write both files atomically, return the results."""
+    from kemo._files import write_atomic
+
     path = Path(docs) / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
-    if section is not None:
-        results["reproduce"] = section
-    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    change(results)
+    write_atomic(path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     md = Path(docs) / "results.md"
     if md.is_file():
-        md.write_text(render_markdown(md.read_text(), results))
+        write_atomic(md, render_markdown(md.read_text(), results))
     return results
 
 

@@ -270,3 +270,31 @@ def test_detector_defaults_agree():
             f"{name}: FacePreprocessor default {prep[name].default!r}, "
             f"FaceDetector default {parameter.default!r}"
         )
+
+
+def test_cropped_sequences_feed_the_recogniser(shared_data):
+    """Real CK+48 sequences (48x48 apex crops) wrapped by ``VideoFaces.from_faces`` go through
+    the pretrained recogniser as they are: its labels are mostly right, as on CK+48 faces."""
+    from kemo.datasets import CLASS_NAMES, load_ckplus
+    from kemo.recognizer import VideoEmotionRecognizer
+
+    ck = load_ckplus(shared_data, kind="ckplus48")
+    starts = np.sort(np.unique(ck.seq_ids, return_index=True)[1])
+    happy = [s for s in starts if ck.labels[s] == CLASS_NAMES.index("Happy")][:4]
+    surprise = [s for s in starts if ck.labels[s] == CLASS_NAMES.index("Surprise")][:4]
+    videos = [VideoFaces.from_faces(ck.images[s:s + 3], source=ck.seq_ids[s])
+              for s in happy + surprise]
+    assert videos[0].faces.shape == (3, 48, 48) and list(videos[0].frame_indices) == [0, 1, 2]
+    assert len(videos[0].track_rows()) == 1
+    predicted = VideoEmotionRecognizer().predict(videos)
+    truth = ck.labels[happy + surprise]
+    assert np.mean(predicted == truth) >= 0.75, (predicted, truth)
+
+
+@pytest.mark.parametrize("faces", [np.zeros((0, 48, 48), np.uint8),
+                                   np.zeros((3, 48, 48), np.float32),
+                                   np.zeros((3, 48, 48, 4), np.uint8),
+                                   np.zeros((48, 48), np.uint8)])
+def test_cropped_sequences_are_checked(faces):
+    with pytest.raises(InputError, match="uint8 stack"):
+        VideoFaces.from_faces(faces)

@@ -91,6 +91,39 @@ class VideoFaces:
         self.missing_frames = missing_frames
         self.source = source
 
+    @classmethod
+    def from_faces(cls, faces, source=None):
+        """Wrap face crops that were cut out elsewhere as the faces of one video.
+
+        For sequences that come already cropped, as in face data sets (CK+48's 48x48
+        sequences, the aligned faces that EmotiW ships with AFEW): one face per frame, one
+        tracked face, the box the whole crop, no landmarks (NaN). The recogniser then uses
+        them as they are, without detection or alignment.
+
+        Args:
+            faces: ``uint8`` (n, h, w) grey or (n, h, w, 3) RGB crops, in frame order.
+            source: what they come from (a name or path), for messages.
+
+        Returns:
+            VideoFaces: face ``i`` comes from frame ``i``.
+
+        Raises:
+            InputError: not a non-empty ``uint8`` stack of grey or RGB crops.
+        """
+        faces = np.asarray(faces)
+        if faces.dtype != np.uint8 or faces.ndim not in (3, 4) or len(faces) == 0 or (
+                faces.ndim == 4 and faces.shape[-1] != 3):
+            raise InputError(f"faces must be a non-empty uint8 stack (n, h, w) of grey or "
+                             f"(n, h, w, 3) of RGB crops; got {faces.dtype} of shape "
+                             f"{faces.shape}")
+        n, h, w = faces.shape[:3]
+        return cls(faces=faces, frame_indices=np.arange(n, dtype=np.int64),
+                   track_ids=np.zeros(n, np.int64),
+                   boxes=np.tile(np.array([0, 0, w, h], np.float32), (n, 1)),
+                   keypoints=np.full((n, 5, 2), np.nan, np.float32),
+                   confidences=np.ones(n, np.float32), detected=np.ones(n, bool),
+                   frames_read=n, missing_frames=np.zeros(0, np.int64), source=source)
+
     @property
     def n_missing(self):
         """int: number of examined frames without a face."""
