@@ -96,6 +96,8 @@ README_ROWS = {
         (3, " ".join(row[1] for row in r["benchmarks"]["bench_video"]["tables"]["fer_ckplus"]
                      ["rows"]))],
     "video emotion, trained": lambda r, rp: [(2, _row(r, "ckplus_videos", "fitted", 0)[2])],
+    "video emotion, trained, cropped sequences": lambda r, rp: [
+        (2, _row(r, "ckplus48_fitted", "fitted", 1)[2])],
     "fusion, paper's weights": lambda r, rp: [
         (2, rp.reference(r, "table2:fusion_paper:ckplus_clips"))],
     "speed": lambda r, rp: [
