@@ -192,10 +192,11 @@ def ckplus48(data, finetune_epochs, record):
         record_benchmark(ROOT / "docs", "ckplus48_fitted", {
             "title": "The fitted recogniser on CK+48",
             "command": "python benchmarks/ckplus_videos.py --ckplus48 --finetune-epochs N "
-                       "--record (one run per N; the shipped row is rerun each time)",
-            "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+                       "--record",
+            "measured": time.strftime("%Y-%m-%d", time.gmtime()) + ", one run per N (the "
+                        "shipped row is rerun by each)",
             "rerun": True,
-            "machine": f"{os.cpu_count()} CPU cores shared with a training run, no GPU",
+            "machine": f"{os.cpu_count()} CPU cores, no GPU",
             "tables": {"fitted": {
                 "header": ["recogniser", "protocol", "accuracy", "mean class accuracy", "time"],
                 "rows": rows}},
