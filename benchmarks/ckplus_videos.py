@@ -15,7 +15,7 @@
    are found once (face finding learns nothing, so sharing it leaks nothing). It is run twice:
    with the face model as shipped, and fine-tuned in each fold on that fold's training faces
    first (``finetune``, the paper's second step; ``--finetune-epochs``).
-4. ``--ckplus48``: the same two fitted recognisers on CK+48 instead (each labelled sequence's
+4. ``--ckplus48``: the same fitted recognisers on CK+48 instead (each labelled sequence's
    last 3 frames, already cropped to 48x48, as a 3-frame video: ``VideoFaces.from_faces``),
    with 10 folds of whole subjects (``kemo evaluate --protocol kfold:10``). ``--record``
    stores that table in ``docs/results.json`` and regenerates ``docs/results.md``.
@@ -23,7 +23,7 @@
 Usage (from the repository root)::
 
     nice -n 10 python benchmarks/ckplus_videos.py [--data DIR] [--every K]
-        [--finetune-epochs N] [--fitted-only | --ckplus48 [--record]]
+        [--finetune-epochs N [N ...]] [--fitted-only | --ckplus48 [--record]]
 
 ``--data`` defaults to ``$KEMO_DATA``, else ``../shared/data`` next to the checkout.
 """
