@@ -145,17 +145,17 @@ def ckplus48(data, finetune_epochs, record):
     """The fitted recogniser, as shipped and fine-tuned in each fold (``finetune_epochs``: a
     row per value), on CK+48 (10 subject folds); print the table and, with ``record``, store
     it in docs/results.json, keeping the rows of other epoch counts recorded before."""
-    from kemo.datasets import load_ckplus
     from kemo.evaluation import evaluate
     from kemo.faces import VideoFaces
     from kemo.protocols import cross_validate
     from kemo.recognizer import VideoEmotionRecognizer
 
-    ck = load_ckplus(data, kind="ckplus48")
-    starts = np.sort(np.unique(ck.seq_ids, return_index=True)[1])
-    videos = [VideoFaces.from_faces(faces, source=ck.seq_ids[start]) for faces, start in
-              zip(np.split(ck.images, starts[1:]), starts, strict=True)]
-    labels, subjects = ck.labels[starts], ck.subjects[starts]
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reproduce import ROOT, Settings, load_ck48, update_results
+
+    ck = load_ck48(data, Settings())  # the CK+48 set of reproduce.py's Table II
+    videos = [VideoFaces.from_faces(faces) for faces in ck.faces]
+    labels, subjects = ck.labels, ck.subjects
     protocol = (f"10 folds of whole subjects (`kemo evaluate --protocol kfold:10`), each of "
                 f"the {len(videos)} sequences scored once")
     print(f"CK+48: {len(videos)} sequences (last 3 frames each), {len(set(subjects))} subjects")
@@ -178,18 +178,7 @@ def ckplus48(data, finetune_epochs, record):
         print(f"{name}: {rows[-1][2]}, mean class accuracy {rows[-1][3]}; {seconds:.0f} s")
         print(report, "\n")
     if record:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from reproduce import ROOT, record_benchmark
-
-        # rows of other --finetune-epochs runs are kept: one run per setting is enough
-        path = ROOT / "docs" / "results.json"
-        old = json.loads(path.read_text()).get("benchmarks", {}).get("ckplus48_fitted", {})
-        kept = [r for r in old.get("tables", {}).get("fitted", {}).get("rows", [])
-                if r[0] not in settings and r[1] == protocol]
-        # the shipped row first, then by epochs
-        rows = sorted(kept + rows,
-                      key=lambda r: [int(n) for n in re.findall(r"\((\d+) epochs", r[0])])
-        record_benchmark(ROOT / "docs", "ckplus48_fitted", {
+        entry = {
             "title": "The fitted recogniser on CK+48",
             "command": "python benchmarks/ckplus_videos.py --ckplus48 --finetune-epochs N "
                        "--record",
@@ -200,7 +189,19 @@ def ckplus48(data, finetune_epochs, record):
             "tables": {"fitted": {
                 "header": ["recogniser", "protocol", "accuracy", "mean class accuracy", "time"],
                 "rows": rows}},
-        })
+        }
+
+        def store(results):
+            # rows of other --finetune-epochs runs are kept: one run per setting is enough
+            old = results.setdefault("benchmarks", {}).get("ckplus48_fitted", {})
+            kept = [r for r in old.get("tables", {}).get("fitted", {}).get("rows", [])
+                    if r[0] not in settings and r[1] == protocol]
+            # the shipped row first, then by epochs
+            entry["tables"]["fitted"]["rows"] = sorted(
+                kept + rows, key=lambda r: [int(n) for n in re.findall(r"\((\d+) epochs", r[0])])
+            results["benchmarks"]["ckplus48_fitted"] = entry
+
+        update_results(ROOT / "docs", store)
         print("recorded in docs/results.json (benchmarks.ckplus48_fitted) and docs/results.md")
 
 

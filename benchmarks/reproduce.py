@@ -1199,15 +1199,12 @@ def write_docs(docs, section):
                           if section is not None else None)
 
 
-def record_benchmark(docs, name, entry):
-    """Store another benchmark's ``entry`` (title, command, measured, machine, tables) as
-    ``benchmarks[name]`` of ``docs/results.json``; regenerate results.md."""
-    return update_results(docs, lambda results: results.setdefault("benchmarks", {})
-                          .update({name: entry}))
-
-
 def update_results(docs, change):
-    """Apply ``change`` to the stored results, write both files atomically, return the results."""
+    """Apply ``change`` (a function that edits the results dict in place) to the stored
+    results, write both files atomically, and return the results.
+
+    One read and one write, so that benchmarks storing their tables here
+    (``ckplus_videos.py --record``) keep what other runs stored."""
     from kemo._files import write_atomic
 
     path = Path(docs) / "results.json"

@@ -79,11 +79,9 @@ def recognizer_for(args, errors="raise"):
 def face_options(prep, args):
     """``prep`` with the face options of the command line set (``--every``...)."""
     for option, param in (("every", "detect_every"), ("frames", "n_frames"),
-                          ("cache", "cache_dir")):
+                          ("cache", "cache_dir"), ("min_face_size", "min_face_size")):
         if getattr(args, option, None) is not None:
             prep.set_params(**{param: getattr(args, option)})
-    if getattr(args, "min_face_size", None) is not None:
-        prep.set_params(min_face_size=args.min_face_size)
     if getattr(args, "small_face_size", None) is not None:
         # --small-face-size off is 0: no second look for small faces
         prep.set_params(small_face_size=args.small_face_size or None)
