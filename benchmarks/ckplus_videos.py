@@ -14,16 +14,20 @@
    --protocol loso``): every clip is predicted by a model that never saw its subject. Faces
    are found once (face finding learns nothing, so sharing it leaks nothing). It is run twice:
    with the face model as shipped, and fine-tuned in each fold on that fold's training faces
-   first (``finetune``, the paper's second step; ``--finetune-epochs``).
+   first (``finetune``, the paper's second step; ``--finetune-epochs``, ``--batchnorm``).
 4. ``--ckplus48``: the same fitted recognisers on CK+48 instead (each labelled sequence's
    last 3 frames, already cropped to 48x48, as a 3-frame video: ``VideoFaces.from_faces``),
-   with 10 folds of whole subjects (``kemo evaluate --protocol kfold:10``). ``--record``
-   stores that table in ``docs/results.json`` and regenerates ``docs/results.md``.
+   with 10 folds of whole subjects (``kemo evaluate --protocol kfold:10``).
+
+``--record`` stores the tables of the run in ``docs/results.json`` and regenerates
+``docs/results.md``: the clips' tables (``ckplus_videos``, and the ``kemo predict`` labels as
+``current_model``, which the README quotes), or with ``--ckplus48`` the CK+48 table.
 
 Usage (from the repository root)::
 
     nice -n 10 python benchmarks/ckplus_videos.py [--data DIR] [--every K]
-        [--finetune-epochs N [N ...]] [--fitted-only | --ckplus48 [--record]]
+        [--finetune-epochs N [N ...]] [--batchnorm frozen|adapt]
+        [--fitted-only | --ckplus48] [--record]
 
 ``--data`` defaults to ``$KEMO_DATA``, else ``../shared/data`` next to the checkout.
 """
@@ -50,15 +54,17 @@ def data_root(path):
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def pretrained(paths, labels, every, cache):
-    """Run `kemo predict` on the clips; return (7-way accuracy, 6-class accuracy, seconds)."""
+def pretrained(paths, labels, every, cache, pooling=None):
+    """Run `kemo predict` on the clips (``pooling``: its ``--pooling``, None for the default);
+    return (7-way accuracy, 6-class accuracy, seconds)."""
     from kemo.datasets import CLASS_NAMES
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "predictions.json"
+        option = [] if pooling is None else ["--pooling", pooling]
         command = [sys.executable, "-m", "kemo.cli", "predict", *paths, "--every", str(every),
-                   "--json", str(out), "--cache", cache, "--quiet"]
-        print("$ kemo predict <40 CK+ clips> --every", every, "--json predictions.json")
+                   *option, "--json", str(out), "--cache", cache, "--quiet"]
+        print("$ kemo predict <40 CK+ clips> --every", every, *option, "--json predictions.json")
         start = time.perf_counter()
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
         seconds = time.perf_counter() - start
@@ -77,8 +83,8 @@ def pretrained(paths, labels, every, cache):
 def poolings(paths, labels, every, cache):
     """Accuracy of every pooling on the whole clips, their second halves and their onsets.
 
-    Returns the table's lines (Markdown) and whether the default pooling applied here gave the
-    same labels as ``kemo predict``.
+    Returns the table's header and rows, and whether the default pooling applied here gave
+    the same labels as ``kemo predict``.
     """
     from kemo.recognizer import VideoEmotionRecognizer
     from kemo.timeline import DEFAULT_POOLING, NEUTRAL, POOLINGS, pool
@@ -98,7 +104,7 @@ def poolings(paths, labels, every, cache):
     rows = [(name, lambda p, t, name=name: pool(p, name, t)) for name in POOLINGS] + rows
     header = ["pooling"] + [f"{cut} (7 classes / no Neutral)" for cut in list(cuts)[:2]] + [
         list(cuts)[2]]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table = []
     for name, method in rows:
         cells = [f"`{name}`" + (" (default)" if name == DEFAULT_POOLING else "")]
         for cut, (keep, truth) in cuts.items():
@@ -114,11 +120,11 @@ def poolings(paths, labels, every, cache):
             else:
                 six = 100 * np.mean(proba[:, :NEUTRAL].argmax(axis=1) == truth)
                 cells.append(f"{seven:.1f} / {six:.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(cells)
     default = np.array([a.probabilities.argmax() for a in analyses])
     applied = np.array([pool(a.frame_probabilities, DEFAULT_POOLING,
                              a.frame_indices / a.fps).argmax() for a in analyses])
-    return lines, bool(np.array_equal(default, applied))
+    return header, table, bool(np.array_equal(default, applied))
 
 
 def fitted(paths, labels, subjects, every, cache, finetune=None):
@@ -141,10 +147,19 @@ def fitted(paths, labels, subjects, every, cache, finetune=None):
     return report, seconds
 
 
-def ckplus48(data, finetune_epochs, record):
+def finetuned(name, epochs, batchnorm):
+    """``{row name: finetune setting}``, a row per number of ``epochs``; the name tells
+    ``batchnorm`` when it is not the default."""
+    suffix = "" if batchnorm == "frozen" else f", BatchNorm {batchnorm}ed"
+    return {f"{name} ({n} epochs{suffix})": {"epochs": n, "batchnorm": batchnorm}
+            for n in epochs}
+
+
+def ckplus48(data, finetune_epochs, batchnorm, record):
     """The fitted recogniser, as shipped and fine-tuned in each fold (``finetune_epochs``: a
-    row per value), on CK+48 (10 subject folds); print the table and, with ``record``, store
-    it in docs/results.json, keeping the rows of other epoch counts recorded before."""
+    row per value; ``batchnorm``: their setting), on CK+48 (10 subject folds); print the
+    table and, with ``record``, store it in docs/results.json, keeping the rows of other
+    settings recorded before."""
     from kemo.evaluation import evaluate
     from kemo.faces import VideoFaces
     from kemo.protocols import cross_validate
@@ -162,8 +177,8 @@ def ckplus48(data, finetune_epochs, record):
     rows = []
     shipped = "ResNet-10 fc1 as shipped, mean + variance aggregation, linear SVM"
     settings = {shipped: None}
-    settings.update({f"the same, face model fine-tuned in each fold ({n} epochs)": {"epochs": n}
-                     for n in finetune_epochs})
+    settings.update(finetuned("the same, face model fine-tuned in each fold", finetune_epochs,
+                              batchnorm))
     for name, finetune in settings.items():
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -181,7 +196,7 @@ def ckplus48(data, finetune_epochs, record):
         entry = {
             "title": "The fitted recogniser on CK+48",
             "command": "python benchmarks/ckplus_videos.py --ckplus48 --finetune-epochs N "
-                       "--record",
+                       "[--batchnorm adapt] --record",
             "measured": time.strftime("%Y-%m-%d", time.gmtime()) + ", one run per N (the "
                         "shipped row is rerun by each)",
             "rerun": True,
@@ -198,7 +213,8 @@ def ckplus48(data, finetune_epochs, record):
                     if r[0] not in settings and r[1] == protocol]
             # the shipped row first, then by epochs
             entry["tables"]["fitted"]["rows"] = sorted(
-                kept + rows, key=lambda r: [int(n) for n in re.findall(r"\((\d+) epochs", r[0])])
+                kept + rows, key=lambda r: ([int(n) for n in re.findall(r"\((\d+) epochs", r[0])],
+                                           "BatchNorm adapted" in r[0]))
             results["benchmarks"]["ckplus48_fitted"] = entry
 
         update_results(ROOT / "docs", store)
@@ -212,52 +228,114 @@ def main():
     parser.add_argument("--finetune-epochs", type=int, nargs="+", default=[3], metavar="N",
                         help="epochs of the fine-tuned rows, one row per value (default 3, "
                         "kemo's default)")
+    parser.add_argument("--batchnorm", choices=["frozen", "adapt"], default="frozen",
+                        help="BatchNorm in the fine-tuned rows: kept at its FER2013 statistics "
+                        "(frozen, kemo's default) or trained on the videos' faces (adapt)")
     parser.add_argument("--fitted-only", action="store_true",
                         help="only the fitted recogniser, with and without fine-tuning")
     parser.add_argument("--ckplus48", action="store_true",
                         help="only the fitted recogniser on CK+48, 10 subject folds")
     parser.add_argument("--record", action="store_true",
-                        help="with --ckplus48: store the table in docs/results.json")
+                        help="store the tables in docs/results.json and docs/results.md")
     args = parser.parse_args()
     if args.ckplus48:
         root = data_root(args.data)
         return ckplus48(root.parent if root.name == "ckplus_emopy" else root,
-                        args.finetune_epochs, args.record)
+                        args.finetune_epochs, args.batchnorm, args.record)
 
+    clips(data_root(args.data), args)
+
+
+def clips(data, args):
+    """The 40 CK+ clips: ``kemo predict``, the poolings, the fitted recognisers (see the module
+    docstring); with ``args.record``, store the tables in docs/results.json."""
     from kemo.datasets import load_ckplus
     from kemo.timeline import DEFAULT_POOLING
 
-    ck = load_ckplus(data_root(args.data))
+    ck = load_ckplus(data)
     paths, labels = [str(p) for p in ck.paths], ck.labels
-    n_subjects = len(set(ck.subjects))
-    print(f"CK+ clips: {len(paths)} videos, {n_subjects} subjects, classes "
+    n, n_subjects = len(paths), len(set(ck.subjects))
+    print(f"CK+ clips: {n} videos, {n_subjects} subjects, classes "
           f"{sorted(set(labels.tolist()))} (FER ids; no Neutral, no contempt)\n")
+    tables, started = {}, time.perf_counter()
     with tempfile.TemporaryDirectory() as cache:
         if not args.fitted_only:
-            seven, six, seconds = pretrained(paths, labels, args.every, cache)
-            print(f"\npretrained default ({DEFAULT_POOLING} pooling of the frame probabilities), "
-                  f"kemo predict: {100 * seven:.2f} % ({round(seven * len(paths))}/{len(paths)}) "
-                  f"over FER's 7 classes; {100 * six:.2f} % with the Neutral column ignored; "
-                  f"{seconds:.1f} s\n")
+            predicted = []
+            for pooling in ("mean", None):
+                seven, six, seconds = pretrained(paths, labels, args.every, cache, pooling)
+                name = f"{pooling or DEFAULT_POOLING} pooling" + (" (default)" if not pooling
+                                                                  else "")
+                print(f"\npretrained, {name}, kemo predict: {100 * seven:.2f} % "
+                      f"({round(seven * n)}/{n}) over FER's 7 classes; {100 * six:.2f} % with "
+                      f"the Neutral column ignored; {seconds:.1f} s\n")
+                predicted.append([
+                    "`kemo predict VIDEOS" + (f" --pooling {pooling}`" if pooling else "`"),
+                    "MTCNN every 5th frame, tracked between (default)",
+                    f"{pooling} (default class balance)" if pooling else
+                    f"{DEFAULT_POOLING} (default, with the default class balance)",
+                    f"{round(seven * n)}/{n}", f"{100 * seven:.2f} %"])
+            tables["ckplus_labels"] = {"header": ["command", "faces", "pooling",
+                                                  "CK+ clips right", "accuracy (7 classes)"],
+                                       "rows": predicted}
             start = time.perf_counter()
-            table, same = poolings(paths, labels, args.every, cache)
-            print(f"pooling of the pretrained recogniser, accuracy (%) on the {len(paths)} "
-                  f"clips ({time.perf_counter() - start:.1f} s; the default here gives kemo "
+            header, rows, same = poolings(paths, labels, args.every, cache)
+            print(f"pooling of the pretrained recogniser, accuracy (%) on the {n} clips "
+                  f"({time.perf_counter() - start:.1f} s; the default here gives kemo "
                   f"predict's labels: {same}):")
-            print("\n".join(table) + "\n")
-        rows = {"face model as shipped": None}
-        rows.update({f"face model fine-tuned in each fold ({n} epochs)": {"epochs": n}
-                     for n in args.finetune_epochs})
-        for name, finetune in rows.items():
+            for cells in [header, ["---"] * len(header), *rows]:
+                print("| " + " | ".join(cells) + " |")
+            tables["pooling"] = {"header": header, "rows": rows}
+        settings = {"ResNet-10 fc1 as shipped, mean + variance aggregation, linear SVM": None}
+        settings.update(finetuned("the same, face model fine-tuned in each fold",
+                                  args.finetune_epochs, args.batchnorm))
+        protocol = f"leave one subject out ({n_subjects} folds), kemo.protocols.cross_validate"
+        fitted_rows = []
+        for name, finetune in settings.items():
             report, seconds = fitted(paths, labels, ck.subjects, args.every, cache, finetune)
-            print(f"fitted recogniser (ResNet-10 fc1, mean + variance aggregation, linear SVM), "
-                  f"{name}, leave-one-subject-out ({n_subjects} folds): "
-                  f"{100 * report.accuracy:.2f} % ({round(report.accuracy * len(paths))}/"
-                  f"{len(paths)}), mean class accuracy {100 * report.mean_class_accuracy:.2f} %; "
-                  f"{seconds:.1f} s")
+            fitted_rows.append([name, protocol, f"{100 * report.accuracy:.2f} % "
+                                f"({round(report.accuracy * n)}/{n})",
+                                f"{100 * report.mean_class_accuracy:.2f} %"])
+            print(f"fitted recogniser: {name}, {protocol}: {fitted_rows[-1][2]}, mean class "
+                  f"accuracy {fitted_rows[-1][3]}; {seconds:.1f} s")
             print(report, "\n")
+        tables["fitted"] = {"header": ["recogniser", "protocol", "accuracy",
+                                       "mean class accuracy"], "rows": fitted_rows}
     print(f"\nchance: {100 / len(set(labels.tolist())):.2f} % (6 classes); majority class "
           f"{100 * np.bincount(labels).max() / len(labels):.2f} %")
+    if args.record:
+        record_clips(tables, time.perf_counter() - started)
+
+
+def record_clips(tables, seconds):
+    """Store the clips' tables in docs/results.json (``ckplus_videos``; the ``kemo predict``
+    labels as ``current_model``); tables this run did not make (``--fitted-only``) are kept."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reproduce import ROOT, update_results
+
+    measured = time.strftime("%Y-%m-%d", time.gmtime())
+    machine = f"{os.cpu_count()} CPU cores shared with other jobs, no GPU"
+
+    def store(results):
+        bench = results.setdefault("benchmarks", {})
+        own = {k: v for k, v in tables.items() if k != "ckplus_labels"}
+        old = bench.get("ckplus_videos", {}).get("tables", {})
+        bench["ckplus_videos"] = {
+            "title": "CK+ clips, end to end",
+            "command": "python benchmarks/ckplus_videos.py --data ../shared/data --record",
+            "measured": measured, "rerun": True,
+            "machine": f"{machine}, {seconds / 60:.0f} min",
+            "tables": {**old, **own}}
+        if "ckplus_labels" in tables:
+            bench["current_model"] = {
+                "title": "CK+ clips, labels of the current shipped model (pretrained recogniser)",
+                "command": "python benchmarks/ckplus_videos.py --data ../shared/data --record "
+                           "(runs `kemo predict` on the 40 clips)",
+                "measured": measured, "rerun": True, "machine": machine,
+                "tables": {"ckplus_labels": tables["ckplus_labels"]}}
+
+    update_results(ROOT / "docs", store)
+    print("recorded in docs/results.json (benchmarks.ckplus_videos, benchmarks.current_model) "
+          "and docs/results.md")
 
 
 if __name__ == "__main__":

@@ -303,7 +303,7 @@ def test_ckplus_benchmark_script():
     pretrained = [line for line in done.stdout.splitlines() if line.startswith("pretrained")]
     fitted = [line for line in done.stdout.splitlines() if line.startswith("fitted")]
     assert pretrained and fitted, done.stdout
-    accuracy = float(fitted[0].split("): ")[1].split(" %")[0])
+    accuracy = float(re.search(r": ([\d.]+) % \(\d+/40\)", fitted[0]).group(1))
     assert 100 / 6 < accuracy <= 100, f"fitted LOSO accuracy above chance: {fitted[0]}"
 
 

@@ -87,6 +87,16 @@ def test_finetune_changes_a_copy_of_the_face_model(tuned, shipped):
             err_msg=f"{tuned_bn.name}: BatchNorm statistics are kept as trained on FER2013")
 
 
+def test_batchnorm_adapt_follows_the_videos_faces(faces, clips, prep, shipped):
+    rec = VideoEmotionRecognizer(faces=prep, cv=2, finetune={**TINY, "batchnorm": "adapt"})
+    after = rec.fit(faces, clips[1]).face_model_.model_
+    moved = [not np.allclose(np.asarray(a.moving_mean), np.asarray(b.moving_mean))
+             for a, b in zip(_batchnorm_layers(after), _batchnorm_layers(shipped._model()),
+                             strict=True)]
+    assert all(moved), f"every BatchNorm layer's statistics follow the clips' faces: {moved}"
+    assert rec.predict(faces).shape == (len(CLIPS),), "and the recogniser predicts"
+
+
 def test_finetuned_features_and_predictions(tuned, faces, clips, prep):
     plain = VideoEmotionRecognizer(faces=prep, cv=2)
     ours, theirs = tuned.frame_features(faces[:1])[0], plain.frame_features(faces[:1])[0]
@@ -149,6 +159,7 @@ def test_folds_never_finetune_on_test_subjects(faces, clips, prep, monkeypatch):
     ({"faces_per_video": -1}, "finetune faces_per_video must be an integer >= 1, got -1"),
     ({"learning_rate": 5}, r"finetune learning_rate must be a number in \(0, 1\).*got 5"),
     ({"learning_rate": "fast"}, "finetune learning_rate must be a number"),
+    ({"batchnorm": "train"}, "finetune batchnorm must be 'frozen' or 'adapt', got 'train'"),
 ])
 def test_bad_settings_refused(finetune, message, faces, clips):
     with pytest.raises(InputError, match=message):

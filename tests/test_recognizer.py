@@ -111,7 +111,8 @@ def test_pretrained_is_mean_of_frame_probabilities(faces):
     proba = rec.predict_proba(faces[:2])
     assert proba.shape == (2, 7), f"shape {proba.shape}"
     assert np.allclose(proba.sum(axis=1), 1, atol=1e-5), f"rows sum to {proba.sum(axis=1)}"
-    frames = FaceEmotionClassifier().predict_proba(faces[1].faces)
+    # the recogniser balances the shipped model's classes by default (class_balance="auto")
+    frames = FaceEmotionClassifier(class_balance="auto").predict_proba(faces[1].faces)
     assert np.allclose(proba[1], frames.mean(axis=0), atol=1e-5), (
         f"video probabilities {proba[1]} are not the mean of its frames' {frames.mean(0)}")
 
@@ -267,7 +268,7 @@ def test_analyze_trained_one_pass_matches_predict(trained, faces):
     result = trained.analyze(faces[2])
     np.testing.assert_allclose(result.probabilities, trained.predict_proba([faces[2]])[0],
                                atol=1e-6, err_msg="analyze and predict_proba disagree")
-    timeline = FaceEmotionClassifier().predict_proba(faces[2].faces)
+    timeline = FaceEmotionClassifier(class_balance="auto").predict_proba(faces[2].faces)
     np.testing.assert_allclose(result.frame_probabilities, timeline, atol=1e-6,
                                err_msg="the timeline is the face model's probabilities")
 
@@ -284,7 +285,8 @@ def test_shared_face_classifier_built_once_across_threads(faces):
 
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(first_use, range(3)))
-    built = {id(classifier) for classifier, _ in results}
+    # the network: with class_balance, each recogniser holds a shallow copy of the classifier
+    built = {id(classifier.model_) for classifier, _ in results}
     assert len(built) == 1, f"{len(built)} face classifiers built by 3 threads at first use"
     for _, proba in results[1:]:
         np.testing.assert_allclose(proba, results[0][1], atol=1e-6,

@@ -14,6 +14,7 @@ from sklearn.base import clone
 from kemo import cli
 from kemo.datasets import CLASS_NAMES
 from kemo.errors import InputError
+from kemo.face_classifier import AUTO_CLASS_BALANCE
 from kemo.plotting import plot_segments
 from kemo.recognizer import VideoEmotionRecognizer, _video_fps
 from kemo.timeline import (
@@ -296,26 +297,30 @@ def _balanced(proba, power):
 
 @real
 def test_class_balance_on_real_clips(rec, faces, analyses, videos, cache, tmp_path):
-    balanced = clone(rec).set_params(class_balance=0.5)
-    for found, analysis in zip(faces, analyses, strict=True):
-        got = balanced.analyze(found)
-        np.testing.assert_allclose(got.frame_probabilities,
-                                   _balanced(analysis.frame_probabilities, 0.5), atol=1e-5)
-        assert got.frame_probabilities[:, 1].mean() > analysis.frame_probabilities[:, 1].mean()
-    # the balanced copy shares the loaded network: the plain recogniser's is unchanged
-    np.testing.assert_allclose(rec.analyze(faces[0]).frame_probabilities,
-                               analyses[0].frame_probabilities, atol=1e-6)
-    balanced.save(tmp_path / "model")
-    assert VideoEmotionRecognizer.load(tmp_path / "model").class_balance == 0.5
+    plain = clone(rec).set_params(class_balance=0)
+    assert rec.class_balance == "auto" and rec.class_balance_ == AUTO_CLASS_BALANCE == 0.5, (
+        "by default the shipped FER2013 model's probabilities are balanced with power 0.5")
+    assert plain.class_balance_ == 0, "0 leaves them as trained"
+    raw = [plain.analyze(found).frame_probabilities for found in faces]
+    for probabilities, analysis in zip(raw, analyses, strict=True):
+        np.testing.assert_allclose(analysis.frame_probabilities, _balanced(probabilities, 0.5),
+                                   atol=1e-5, err_msg="auto divides by the prior to the 0.5")
+        assert analysis.frame_probabilities[:, 1].mean() > probabilities[:, 1].mean(), (
+            "Disgust comes out more often")
+    # the balanced recogniser shares the loaded network: the plain one's output is unchanged
+    np.testing.assert_allclose(plain.analyze(faces[0]).frame_probabilities, raw[0], atol=1e-6)
+    clone(rec).set_params(class_balance=0.75).save(tmp_path / "model")
+    assert VideoEmotionRecognizer.load(tmp_path / "model").class_balance == 0.75
     document = tmp_path / "out.json"
-    code = cli.main(["predict", str(videos / CLIPS[0]), "--class-balance", "0.5", "--json",
+    code = cli.main(["predict", str(videos / CLIPS[0]), "--class-balance", "0", "--json",
                      str(document), "-q", "--cache", cache])
     written = json.loads(document.read_text())
-    assert code == 0 and written["class_balance"] == 0.5, written
+    assert code == 0 and written["class_balance"] == 0, written
     got = [written["videos"][0]["probabilities"][n] for n in CLASS_NAMES]
-    expected = pool(_balanced(analyses[0].frame_probabilities, 0.5), DEFAULT_POOLING,
-                    analyses[0].frame_indices / analyses[0].fps)
-    np.testing.assert_allclose(got, expected, atol=1e-5, err_msg="--class-balance 0.5")
+    expected = pool(raw[0], DEFAULT_POOLING, analyses[0].frame_indices / analyses[0].fps)
+    np.testing.assert_allclose(got, expected, atol=1e-5, err_msg="--class-balance 0")
+    with pytest.raises(SystemExit):  # argparse: usage error, exit status 2
+        cli.main(["predict", str(videos / CLIPS[0]), "--class-balance", "much"])
 
 
 @real
@@ -433,7 +438,7 @@ def test_cli_pooling_and_segments(videos, cache, analyses, tmp_path):
     assert code == 0, f"exit status {code}"
     written = json.loads(document.read_text())
     assert written["pooling"] == "peak", f"the JSON names the pooling: {written['pooling']}"
-    assert written["class_balance"] == 0, "the JSON names the class balance (none by default)"
+    assert written["class_balance"] == 0.5, "the JSON names the class balance in effect (auto)"
     results = written["videos"]
     for result, analysis in zip(results, analyses, strict=True):
         expected = pool(analysis.frame_probabilities, "peak",

@@ -64,7 +64,7 @@ def build_parser():
                          "they are from neutral), 'confidence' (frames weighted by their top "
                          "probability), 'topk' (the most confident quarter of the frames) or "
                          "'peak' (the least neutral half second)")
-    predict.add_argument("--class-balance", type=_nonnegative, metavar="POWER",
+    predict.add_argument("--class-balance", type=_class_balance, metavar="POWER",
                          help=CLASS_BALANCE_HELP)
     predict.add_argument("--annotate", metavar="OUT",
                          help="write each video with boxes and emotions drawn: a file (one "
@@ -262,7 +262,7 @@ def build_parser():
     live.add_argument("--pooling", choices=("mean", "expressive", "confidence", "topk", "peak"),
                       help="how a face's frame probabilities in the window make its label "
                       "(as for kemo predict; default expressive)")
-    live.add_argument("--class-balance", type=_nonnegative, metavar="POWER",
+    live.add_argument("--class-balance", type=_class_balance, metavar="POWER",
                       help=CLASS_BALANCE_HELP)
     live.set_defaults(run=run_live, check=check_live)
     return parser
@@ -325,8 +325,8 @@ def _add_quiet(parser):
 
 CLASS_BALANCE_HELP = ("divide the face model's probabilities by each class's share of FER2013 "
                       "Training to this power, e.g. 0.5, so that rare classes (Disgust) are "
-                      "said more often (default: 0 for the pretrained model, a saved --model's "
-                      "own value)")
+                      "said more often; 0 leaves them as trained (default: 'auto', 0.5 for "
+                      "a model of FER2013's 7 classes; a saved --model's own value)")
 
 SMALL_FACE_HELP = ("where the first pass finds faces at a distance (under twice --min-face-size), "
                    "look again for faces down to PX pixels (default 20); 'off' never looks "
@@ -373,6 +373,10 @@ def _probability(text):
 
 def _nonnegative(text):
     return _number(text, 0.0, float("inf"), "a number >= 0")
+
+
+def _class_balance(text):
+    return text if text == "auto" else _number(text, 0.0, float("inf"), "'auto' or a number >= 0")
 
 
 def _number(text, low, high, what):

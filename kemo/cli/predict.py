@@ -210,7 +210,7 @@ def run_predict(args):
         document = {"model": args.model or args.weights or "pretrained", "class_names": names,
                     # a trained model aggregates features: no pooling made its labels
                     "pooling": None if rec.is_trained else rec.pooling,
-                    "class_balance": rec.class_balance,
+                    "class_balance": rec.class_balance_,
                     "videos": results, "failures": failures}
         write_output(args.json, json.dumps(document, indent=1) + "\n")
     if args.csv:

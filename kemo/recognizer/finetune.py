@@ -71,10 +71,11 @@ def finetuned_face_model(weights, found, labels, config, flip, batch_size, rando
         x.append(clf.info_.preprocess(fit_faces(video.faces[rows], model.input_shape[1:])))
         y.append(np.full(len(rows), label))
     x, y = np.concatenate(x), np.concatenate(y)
-    # BatchNorm keeps its FER2013 statistics: batches of a few people's faces would
-    # replace them with those of these people (Keras' advice for fine-tuning)
+    # "frozen": BatchNorm keeps its FER2013 statistics (Keras' advice for fine-tuning), since
+    # batches of a few people's faces would replace them with those of these people; "adapt"
+    # lets them follow the videos' faces, for test faces filmed like the training ones
     for layer in _batchnorm_layers(model):
-        layer.trainable = False
+        layer.trainable = config["batchnorm"] == "adapt"
     recipe = dataclasses.replace(RECIPES["finetune"], learning_rate=config["learning_rate"],
                                  batch_size=config["batch_size"])
     # the trainer reports a validation score each epoch; nothing is chosen by it, so a
