@@ -174,7 +174,7 @@ def ckplus48(data, finetune_epochs, batchnorm, record):
     protocol = (f"10 folds of whole subjects (`kemo evaluate --protocol kfold:10`), each of "
                 f"the {len(videos)} sequences scored once")
     print(f"CK+48: {len(videos)} sequences (last 3 frames each), {len(set(subjects))} subjects")
-    rows = []
+    rows, today = [], time.strftime("%Y-%m-%d", time.gmtime())
     shipped = "ResNet-10 fc1 as shipped, mean + variance aggregation, linear SVM"
     settings = {shipped: None}
     settings.update(finetuned("the same, face model fine-tuned in each fold", finetune_epochs,
@@ -189,7 +189,8 @@ def ckplus48(data, finetune_epochs, batchnorm, record):
         seconds = time.perf_counter() - start
         right = round(report.accuracy * len(videos))
         rows.append([name, protocol, f"{100 * report.accuracy:.2f} % ({right}/{len(videos)})",
-                     f"{100 * report.mean_class_accuracy:.2f} %", f"{seconds / 60:.0f} min"])
+                     f"{100 * report.mean_class_accuracy:.2f} %", f"{seconds / 60:.0f} min",
+                     today])
         print(f"{name}: {rows[-1][2]}, mean class accuracy {rows[-1][3]}; {seconds:.0f} s")
         print(report, "\n")
     if record:
@@ -197,12 +198,14 @@ def ckplus48(data, finetune_epochs, batchnorm, record):
             "title": "The fitted recogniser on CK+48",
             "command": "python benchmarks/ckplus_videos.py --ckplus48 --finetune-epochs N "
                        "[--batchnorm adapt] --record",
-            "measured": time.strftime("%Y-%m-%d", time.gmtime()) + ", one run per N (the "
-                        "shipped row is rerun by each)",
+            "measured": "on the day of each row, one run per setting (the shipped row is "
+                        "rerun by each)",
             "rerun": True,
-            "machine": f"{os.cpu_count()} CPU cores, no GPU",
+            "machine": f"{os.cpu_count()} CPU cores shared with other jobs (a training run), "
+                       f"no GPU; times are wall times under that load",
             "tables": {"fitted": {
-                "header": ["recogniser", "protocol", "accuracy", "mean class accuracy", "time"],
+                "header": ["recogniser", "protocol", "accuracy", "mean class accuracy", "time",
+                           "measured"],
                 "rows": rows}},
         }
 
@@ -211,6 +214,8 @@ def ckplus48(data, finetune_epochs, batchnorm, record):
             old = results.setdefault("benchmarks", {}).get("ckplus48_fitted", {})
             kept = [r for r in old.get("tables", {}).get("fitted", {}).get("rows", [])
                     if r[0] not in settings and r[1] == protocol]
+            # rows from before the date column: the day their run recorded
+            kept = [r + [old["measured"][:10]] if len(r) < len(rows[0]) else r for r in kept]
             # the shipped row first, then by epochs
             entry["tables"]["fitted"]["rows"] = sorted(
                 kept + rows, key=lambda r: ([int(n) for n in re.findall(r"\((\d+) epochs", r[0])],
