@@ -124,7 +124,33 @@ def run_row(name, args, done):
         # the median epoch: resumed runs log the first epoch after a restart with start-up costs
         "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
         "parameters": int(model.count_params()), "wall_seconds": round(time.time() - started),
+        "machine": machine(),
     }
+
+
+def machine():
+    """Where a row was trained: the Keras backend, its first device, the CPU cores."""
+    import os
+
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0].device_kind
+    elif backend == "torch":
+        import torch
+
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    else:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        device = tf.config.experimental.get_device_details(gpus[0]).get(
+            "device_name", "GPU") if gpus else "cpu"
+    device = "CPU" if device.lower() == "cpu" else device
+    return f"{backend}, {device}, {os.cpu_count()} CPU cores"
 
 
 def table(results):
@@ -143,9 +169,15 @@ def table(results):
         cells = [f"`{name}`", r["what"], str(r["epochs"]), f"{100 * r['accuracy']:.2f}{delta}",
                  f"{100 * r['multi_crop']:.2f}", f"{100 * r['mean_class']:.2f}",
                  *(f"{100 * r['per_class'][c]:.1f}" for c in CLASS_NAMES),
-                 f"{r['seconds_per_epoch']:.0f}"]
+                 f"{r['seconds_per_epoch']:.0f}" + _elsewhere(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _elsewhere(row):
+    """A note for the s/epoch of a row trained off this CPU (rows before 2026-12-02 were)."""
+    where = row.get("machine", "tensorflow, CPU, 2 CPU cores")
+    return "" if where.split(", ")[1:] == ["CPU", "2 CPU cores"] else f" ({where})"
 
 
 BEGIN, END = "<!-- study -->", "<!-- /study -->"
