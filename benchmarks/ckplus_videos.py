@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # reproduce.py's results file helpers
+
 
 def data_root(path):
     if path:
@@ -160,13 +162,12 @@ def ckplus48(data, finetune_epochs, batchnorm, record):
     row per value; ``batchnorm``: their setting), on CK+48 (10 subject folds); print the
     table and, with ``record``, store it in docs/results.json, keeping the rows of other
     settings recorded before."""
+    from reproduce import ROOT, Settings, load_ck48, update_results
+
     from kemo.evaluation import evaluate
     from kemo.faces import VideoFaces
     from kemo.protocols import cross_validate
     from kemo.recognizer import VideoEmotionRecognizer
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from reproduce import ROOT, Settings, load_ck48, update_results
 
     ck = load_ck48(data, Settings())  # the CK+48 set of reproduce.py's Table II
     videos = [VideoFaces.from_faces(faces) for faces in ck.faces]
@@ -314,7 +315,6 @@ def clips(data, args):
 def record_clips(tables, seconds):
     """Store the clips' tables in docs/results.json (``ckplus_videos``; the ``kemo predict``
     labels as ``current_model``); tables this run did not make (``--fitted-only``) are kept."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from reproduce import ROOT, update_results
 
     measured = time.strftime("%Y-%m-%d", time.gmtime())

@@ -152,27 +152,29 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def class_balance_(self):
         """float: the power of ``class_balance`` in effect, ``"auto"`` resolved."""
         self._model()
-        self._check_balance()
-        fer = tuple(self.class_names_) == tuple(CLASS_NAMES)
-        if isinstance(self.class_balance, str):  # "auto", as _check_balance made sure
-            return AUTO_CLASS_BALANCE if fer else 0.0
-        return float(self.class_balance)
+        return self._check_balance()
 
     def _check_balance(self):
-        """Validate ``class_balance`` against the loaded model, before any forward pass."""
+        """Validate ``class_balance`` against the loaded model, before any forward pass.
+
+        Returns:
+            float: the power in effect (``"auto"`` resolved for this model).
+        """
         power = self.class_balance
+        fer = tuple(self.class_names_) == tuple(CLASS_NAMES)
         if isinstance(power, str) and power == "auto":
-            return
+            return AUTO_CLASS_BALANCE if fer else 0.0
         if (isinstance(power, bool) or not isinstance(power, numbers.Real)
                 or not 0 <= power < float("inf")):
             raise InputError(f"class_balance must be a number >= 0 or 'auto'; got {power!r}")
-        if power and tuple(self.class_names_) != tuple(CLASS_NAMES):
+        if power and not fer:
             raise InputError(f"class_balance needs a model of the 7 FER2013 classes in their "
                              f"order; {self.info_.name} has {list(self.class_names_)}")
+        return float(power)
 
     def _balanced(self, proba):
         """``proba`` adjusted by ``class_balance`` (see the class docstring)."""
-        power = self.class_balance_
+        power = self._check_balance()
         if not power:
             return proba
         prior = np.asarray(FER2013_TRAINING_COUNTS, "float64")
