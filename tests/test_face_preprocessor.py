@@ -298,3 +298,37 @@ def test_cropped_sequences_feed_the_recogniser(shared_data):
 def test_cropped_sequences_are_checked(faces):
     with pytest.raises(InputError, match="uint8 stack"):
         VideoFaces.from_faces(faces)
+
+
+def test_chunks_join_into_the_whole_video(clips):
+    prep = FacePreprocessor(out_size=48, grayscale=True, detect_every=5).fit()
+    whole = prep.transform([clips[1]])[0]
+    parts = list(prep.iter_chunks(clips[1], chunk_frames=4))
+    assert [p.frames_read for p in parts[:-1]] == [4] * (len(parts) - 1), "4 frames a piece"
+    assert len(parts) == -(-whole.frames_read // 4), f"{len(parts)} pieces"
+    joined = VideoFaces.concatenate(parts)
+    for name in VideoFaces._ARRAYS:
+        np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name),
+                                      err_msg=f"{name}: the pieces joined are the whole video")
+    assert joined.frames_read == whole.frames_read and joined.source == whole.source
+
+
+def test_without_faces_keeps_the_rest(shared_data):
+    bgr = cv2.imread(str(shared_data / "faces" / "fr_two_people.jpg"))
+    video = np.stack([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)] * 2)
+    found = FacePreprocessor(select="all", out_size=48).fit_transform([video])[0]
+    light = found.without_faces()
+    assert light.faces.shape == (4, 0, 0, 3) and light.faces.nbytes == 0, light.faces.shape
+    assert len(light) == 4 and light.has_faces, "the faces are still counted"
+    assert [r.tolist() for r in light.track_rows()] == [r.tolist() for r in found.track_rows()]
+    np.testing.assert_array_equal(light.boxes, found.boxes)
+
+
+def test_chunks_are_checked(clips):
+    prep = FacePreprocessor(out_size=48).fit()
+    with pytest.raises(InputError, match="chunk_frames"):
+        next(prep.iter_chunks(clips[0], chunk_frames=0))
+    with pytest.raises(InputError, match="must be a video path"):
+        next(prep.iter_chunks([clips[0]]))
+    with pytest.raises(InputError, match="at least one"):
+        VideoFaces.concatenate([])

@@ -345,6 +345,28 @@ def test_analyze_several_faces(two_faces):
     assert np.allclose(main.boxes, both.boxes, atol=1), "the default follows the main face"
 
 
+def test_analyze_scores_long_videos_piece_by_piece(two_faces, videos, monkeypatch):
+    """The pretrained analysis keeps probabilities and boxes, not crops: a video is scored a
+    piece at a time, and the pieces give what the whole video gives."""
+    import kemo.faces.preprocessor as preprocessor
+
+    rec = VideoEmotionRecognizer(faces=FacePreprocessor(out_size=48, grayscale=True))
+    whole = {tracks: rec.analyze(two_faces, tracks=tracks) for tracks in ("main", "all")}
+    found = rec.face_preprocessor().set_params(select="all").fit().transform([two_faces])[0]
+    monkeypatch.setattr(preprocessor, "CHUNK_FRAMES", 4)  # 6 frames: pieces of 4 and 2
+    for tracks, expected in whole.items():
+        pieces = rec.analyze(two_faces, tracks=tracks)
+        assert [t.track_id for t in pieces.tracks] == [t.track_id for t in expected.tracks]
+        for got, want in zip(pieces.tracks, expected.tracks, strict=True):
+            np.testing.assert_allclose(got.frame_probabilities, want.frame_probabilities,
+                                       atol=1e-5, err_msg=f"tracks={tracks}: frame rows")
+            np.testing.assert_array_equal(got.boxes, want.boxes)
+            assert got.label == want.label and got.segments == want.segments, tracks
+    given = rec.analyze(found, tracks="all")  # faces found beforehand: scored whole
+    np.testing.assert_allclose(given.frame_probabilities, whole["all"].frame_probabilities,
+                               atol=1e-5)
+
+
 def test_analyze_trained_gives_its_classes(trained, videos):
     result = trained.analyze(videos / SHORT)
     assert result.class_names == ("Happy", "Surprise"), f"names {result.class_names}"

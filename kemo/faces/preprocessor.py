@@ -28,6 +28,9 @@ from kemo.faces.tracking import CARRY_MODES, SELECT_MODES, FaceTracker
 
 # Bump when the cached arrays or their meaning change, so old cache files are not reused.
 CACHE_VERSION = 2  # 2: aligned crops repeat the image edge instead of black
+#: Frames read per piece of :meth:`FacePreprocessor.iter_chunks` (and, joined, of ``transform``):
+#: the detection records of a piece, Python dicts of several KB a face, become arrays at its end.
+CHUNK_FRAMES = 512
 
 
 class NoFaceWarning(UserWarning):
@@ -157,6 +160,38 @@ class VideoFaces:
                   if name != "missing_frames"}
         return VideoFaces(**arrays, missing_frames=self.missing_frames,
                           frames_read=self.frames_read, source=self.source)
+
+    def without_faces(self):
+        """Everything but the crops: boxes, landmarks and frames kept, ``faces`` of side 0.
+
+        For results that outlive their crops (a long video's, once its faces are scored):
+        ``faces`` becomes an empty-pixel array ``(n, 0, 0[, 3])``, so ``len`` and
+        :meth:`track_rows` still count the faces.
+        """
+        faces = np.zeros((len(self), 0, 0, *self.faces.shape[3:]), np.uint8)
+        arrays = {name: getattr(self, name) for name in self._ARRAYS if name != "faces"}
+        return VideoFaces(faces=faces, **arrays, frames_read=self.frames_read,
+                          source=self.source)
+
+    @classmethod
+    def concatenate(cls, parts):
+        """Join the pieces of one video (:meth:`FacePreprocessor.iter_chunks`) in order.
+
+        Args:
+            parts: non-empty list of VideoFaces of one source, in frame order.
+
+        Returns:
+            VideoFaces: their rows one after the other; ``frames_read`` and ``missing_frames``
+            of all pieces.
+        """
+        if not parts:
+            raise InputError("concatenate needs at least one VideoFaces")
+        if len(parts) == 1:
+            return parts[0]
+        arrays = {name: np.concatenate([getattr(p, name) for p in parts])
+                  for name in cls._ARRAYS}
+        return cls(**arrays, frames_read=sum(p.frames_read for p in parts),
+                   source=parts[0].source)
 
     def __array__(self, dtype=None, copy=None):
         """Return the face stack: ``np.asarray(result)`` is ``result.faces``."""
@@ -410,7 +445,37 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
 
         return stream(), video
 
+    def iter_chunks(self, video, chunk_frames=None):
+        """Find, align and crop the faces of one video, a run of frames at a time.
+
+        What :meth:`transform` does for one video, yielded in pieces so that a caller that
+        needs less than the crops (the pretrained recogniser keeps each face's probabilities
+        and box) can drop them as it goes, and memory does not grow with the video's length.
+        The cache (``cache_dir``) is neither read nor written.
+
+        Args:
+            video: a path or a frame array, as an element of :meth:`transform`'s ``X``.
+            chunk_frames: frames read per piece; None: :data:`CHUNK_FRAMES`.
+
+        Yields:
+            VideoFaces: the faces of ``chunk_frames`` consecutive frames read (the last piece
+            fewer; at least one piece, empty for a video without frames), each with its own
+            ``frames_read`` and ``missing_frames``; :meth:`VideoFaces.concatenate` of all of
+            them is what :meth:`transform` returns.
+
+        Raises:
+            InputError: a bad ``video`` or ``chunk_frames``.
+            kemo.errors.VideoReadError: the video file cannot be read.
+        """
+        check_is_fitted(self)
+        chunk_frames = CHUNK_FRAMES if chunk_frames is None else chunk_frames
+        _check_int("chunk_frames", chunk_frames, 1)
+        yield from self._chunks(_check_videos([video])[0], "video", chunk_frames)
+
     def _process(self, video, name):
+        return VideoFaces.concatenate(list(self._chunks(video, name, CHUNK_FRAMES)))
+
+    def _chunks(self, video, name, chunk_frames):
         tracker = FaceTracker(
             self.detector_,
             detect_every=int(self.detect_every),
@@ -418,11 +483,13 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
             carry=self.carry,
         )
         out = int(self.size if self.out_size is None else self.out_size)
+        shape = (out, out) if self.grayscale else (out, out, 3)
         frames, source = self._frames(video, name)
+        source = None if source is None else str(source)
         if self.verbose:
             frames = _frame_bar(frames, video, self.n_frames, name)
         faces, rows, missing = [], [], []
-        frames_read = 0
+        frames_read = yielded = 0
         rgb_frames = ((i, to_rgb_uint8(f, f"{name} frame {i}")) for i, f in frames)
         for index, frame, records in tracker.track(rgb_frames):
             frames_read += 1
@@ -435,21 +502,30 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
                     )
                 )
                 rows.append((index, record))
-        shape = (out, out) if self.grayscale else (out, out, 3)
-        return VideoFaces(
-            faces=np.stack(faces) if faces else np.zeros((0, *shape), np.uint8),
-            frame_indices=np.array([i for i, _ in rows], np.int64),
-            track_ids=np.array([r["track_id"] for _, r in rows], np.int64),
-            boxes=np.array([r["box"] for _, r in rows], np.float32).reshape(-1, 4),
-            keypoints=np.array(
-                [[r["keypoints"][k] for k in KEYPOINT_NAMES] for _, r in rows], np.float32
-            ).reshape(-1, 5, 2),
-            confidences=np.array([r["confidence"] for _, r in rows], np.float32),
-            detected=np.array([r["detected"] for _, r in rows], bool),
-            frames_read=frames_read,
-            missing_frames=np.array(missing, np.int64),
-            source=None if source is None else str(source),
-        )
+            if frames_read == chunk_frames:
+                yield _piece(faces, rows, missing, frames_read, shape, source)
+                faces, rows, missing = [], [], []
+                frames_read, yielded = 0, yielded + 1
+        if frames_read or not yielded:
+            yield _piece(faces, rows, missing, frames_read, shape, source)
+
+
+def _piece(faces, rows, missing, frames_read, shape, source):
+    """The VideoFaces of a run of frames, from the crops and detection records found in it."""
+    return VideoFaces(
+        faces=np.stack(faces) if faces else np.zeros((0, *shape), np.uint8),
+        frame_indices=np.array([i for i, _ in rows], np.int64),
+        track_ids=np.array([r["track_id"] for _, r in rows], np.int64),
+        boxes=np.array([r["box"] for _, r in rows], np.float32).reshape(-1, 4),
+        keypoints=np.array(
+            [[r["keypoints"][k] for k in KEYPOINT_NAMES] for _, r in rows], np.float32
+        ).reshape(-1, 5, 2),
+        confidences=np.array([r["confidence"] for _, r in rows], np.float32),
+        detected=np.array([r["detected"] for _, r in rows], bool),
+        frames_read=frames_read,
+        missing_frames=np.array(missing, np.int64),
+        source=source,
+    )
 
 
 def _frame_bar(frames, video, n_frames, name):

@@ -283,8 +283,11 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ faces and features
 
-    def _find_faces(self, X, select=None, errors=None):
-        """Faces of every video: ``(list of VideoFaces or None for failures, failures)``."""
+    def _find_faces(self, X, select=None, errors=None, reduce=None):
+        """Faces of every video: ``(list of VideoFaces or None for failures, failures)``.
+
+        ``reduce``: what to keep of each video's faces (see :func:`find_faces`).
+        """
         from kemo.faces import VideoFaces
 
         videos = _check_video_list(X)
@@ -293,7 +296,7 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             prep = self._preprocessor()
             if select is not None and select != prep.select:
                 prep = clone(prep).set_params(select=select).fit()
-        return find_faces(videos, prep, errors or self.errors, self.verbose)
+        return find_faces(videos, prep, errors or self.errors, self.verbose, reduce)
 
     def _frame_features(self, found_list, known=None):
         """Per video, ``{network name: (n, D) features}`` of its faces.
@@ -610,16 +613,27 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
 
         if tracks not in ("main", "all"):
             raise InputError(f"tracks must be 'main' or 'all', got {tracks!r}")
-        found = self._find_faces([video], select="all", errors="raise")[0][0]
-        groups = found.track_rows()
-        if tracks == "main":  # only the main face goes through the networks
-            found, groups = found.subset(groups[0]), [np.arange(len(groups[0]))]
         classifier = self._classifier()
+        scored = []
+
+        def score(part):  # pretrained: the probabilities and boxes are kept, not the crops
+            scored.append(classifier.predict_proba(part.faces))
+            return part.without_faces()
+
+        found = self._find_faces([video], select="all", errors="raise",
+                                 reduce=None if self.is_trained else score)[0][0]
+        groups = found.track_rows()
+        own = None
+        frame_proba = None if self.is_trained else np.concatenate(scored)  # of every face
+        if tracks == "main":  # only the main face goes through the trained networks
+            main = groups[0]
+            found, groups = found.subset(main), [np.arange(len(main))]
+            frame_proba = None if frame_proba is None else frame_proba[main]
         if self.is_trained and self.weights in self._config()[0]:
             # one forward pass gives the timeline and the features of the trained branches
             frame_proba, own = classifier.predict_proba_and_transform(found.faces)
-        else:
-            frame_proba, own = classifier.predict_proba(found.faces), None
+        elif self.is_trained:
+            frame_proba = classifier.predict_proba(found.faces)
         if self.is_trained:  # every track at once: full batches through the other networks
             known = None if own is None else {self.weights: [own[rows] for rows in groups]}
             probas = self._trained_proba([found.subset(rows) for rows in groups], known)

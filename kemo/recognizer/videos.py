@@ -12,7 +12,7 @@ from kemo.recognizer.results import VideoFailure
 _SKIPPABLE = (KemoError, OSError, ValueError)
 
 
-def find_faces(videos, prep, errors, verbose):
+def find_faces(videos, prep, errors, verbose, reduce=None):
     """The faces of every video, on the Dask cluster of :func:`kemo.parallel.using` if any.
 
     Args:
@@ -20,6 +20,11 @@ def find_faces(videos, prep, errors, verbose):
         prep: the fitted FacePreprocessor (None when every video is a VideoFaces).
         errors: ``"raise"``, or ``"skip"`` to collect a failed video and go on.
         verbose: a progress bar over the videos.
+        reduce: None, or a function that takes a VideoFaces and returns what to keep of it
+            (e.g. its faces scored, then :meth:`~kemo.faces.VideoFaces.without_faces`). A
+            video found here, without a cache, goes to it a piece at a time
+            (:meth:`~kemo.faces.FacePreprocessor.iter_chunks`), so that its crops are never
+            all in memory at once; any other video goes to it whole.
 
     Returns:
         ``(list of VideoFaces, None for a failure; list of VideoFailure)``.
@@ -37,6 +42,7 @@ def find_faces(videos, prep, errors, verbose):
     for i, video in enumerate(tqdm(videos, desc="videos", unit="video",
                                    disable=not verbose)):
         name = _name_of(video, i)
+        whole = reduce
         try:
             if isinstance(video, VideoFaces):
                 found = video
@@ -44,6 +50,10 @@ def find_faces(videos, prep, errors, verbose):
                 found = remote.pop(i)
                 if isinstance(found, BaseException):
                     raise found
+            elif reduce is not None and prep.cache_dir is None:
+                found = VideoFaces.concatenate([reduce(part) for part in
+                                                prep.iter_chunks(video)])
+                whole = None
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", NoFaceWarning)
@@ -55,6 +65,8 @@ def find_faces(videos, prep, errors, verbose):
                     f"stage's min_face_size, or --min-face-size on the command line)")
                 raise NoFaceError(f"{name}: no face found in any of the {found.frames_read} "
                                   f"frames read{hint}")
+            if whole is not None:
+                found = whole(found)
         except _SKIPPABLE as exc:
             if errors == "raise":
                 raise

@@ -1,0 +1,124 @@
+"""Peak memory of ``kemo predict`` against the length of the video.
+
+Composes 640x360 clips (30 frames/s) of a real CK+ face moving over a textured background
+(``scenes.py``), one per length in ``--seconds``, and runs the real command line,
+``kemo predict CLIP --json FILE``, on each in a fresh process, with its default settings.
+Prints each run's peak resident memory (the largest ``ru_maxrss`` of the command's process,
+read by a small Python parent that does nothing else), its wall time, frames read and faces
+found, and the peak against the shortest clip's, the baseline measured in the same run
+(with ``--repeats``: the largest peak and the shortest time of the runs of each clip).
+
+Streaming keeps the frames out of memory; what still grows with the length is what kemo keeps
+per frame. The goal of issue 17 is a 10-minute clip within 10 % of a 10-second one.
+
+``--record`` stores the table in ``docs/results.json`` (``benchmarks.predict_memory``) and
+``docs/results.md``.
+
+Usage (from the repository root)::
+
+    nice -n 10 python benchmarks/predict_memory.py --data ../shared/data [--seconds 10 600] \
+        [--record]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # scenes.py, reproduce.py
+
+# Runs one command and prints the peak resident memory of its process tree, in KiB (Linux).
+PARENT = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+          "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+          "done.returncode)")
+FPS = 30
+SIZE = (640, 360)
+
+
+def compose(ck_clip, seconds, folder):
+    """Write a clip of ``seconds`` with the face of ``ck_clip`` moving; return its path."""
+    from scenes import face_crops, moving_face
+
+    from kemo.video import read_frames, write_video
+
+    crops = face_crops(read_frames(ck_clip)[1], face_width=160)
+    path = Path(folder) / f"moving_{seconds}s.avi"
+    return write_video(path, moving_face(crops, SIZE, int(seconds * FPS), seed=1), fps=FPS)
+
+
+def measure(clip, folder):
+    """Run ``kemo predict`` on ``clip``; return its peak MB, wall seconds and JSON result."""
+    out = Path(folder) / f"{clip.stem}.json"
+    command = [sys.executable, "-m", "kemo", "predict", str(clip), "--json", str(out)]
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PARENT, *command], capture_output=True,
+                          text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    wall = time.perf_counter() - started
+    peak = [line.split() for line in done.stdout.splitlines() if line.startswith("PEAK ")]
+    if not peak or peak[0][2] != "0":
+        raise RuntimeError(f"kemo predict {clip} failed:\n{done.stderr[-2000:]}")
+    video = json.loads(out.read_text())["videos"][0]
+    return int(peak[0][1]) / 1024, wall, video
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("KEMO_DATA", "../shared/data"),
+                        help="folder holding ckplus_emopy/videos (default: $KEMO_DATA)")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10, 600],
+                        help="clip lengths in seconds, the first is the baseline")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs per clip; the largest peak and the shortest time are shown")
+    parser.add_argument("--record", action="store_true",
+                        help="store the table in docs/results.json and docs/results.md")
+    args = parser.parse_args(argv)
+
+    clips = sorted(Path(args.data, "ckplus_emopy", "videos").glob("*.avi"))
+    if not clips:
+        parser.error(f"no CK+ clips in {args.data}/ckplus_emopy/videos")
+    ck_clip = max(clips, key=lambda p: p.stat().st_size)  # the longest expression
+    with tempfile.TemporaryDirectory() as folder:
+        rows = []
+        for seconds in args.seconds:
+            clip = compose(ck_clip, seconds, folder)
+            runs = [measure(clip, folder) for _ in range(args.repeats)]
+            peak, wall = max(r[0] for r in runs), min(r[1] for r in runs)
+            video = runs[0][2]
+            rows.append((seconds, video["frames_read"], video["faces_found"], peak, wall))
+            print(f"composed {seconds:g} s: peak {peak:.0f} MB, {wall:.0f} s", flush=True)
+            clip.unlink()
+    base = rows[0][3]
+    header = ["length", "frames read", "faces found", "peak MB", "against the first", "wall s"]
+    cells = [[f"{seconds:g} s", str(frames), str(faces), f"{peak:.0f}", f"{peak / base - 1:+.1%}",
+              f"{wall:.0f}"] for seconds, frames, faces, peak, wall in rows]
+    print(f"\n`kemo predict` on composed {SIZE[0]}x{SIZE[1]} clips, {FPS} frames/s "
+          f"(face from {ck_clip.name}); each run in a fresh process\n")
+    for line in (header, ["---"] * len(header), *cells):
+        print("| " + " | ".join(line) + " |")
+    if args.record:
+        record(header, cells, args)
+
+
+def record(header, cells, args):
+    """Store the table in docs/results.json (``benchmarks.predict_memory``) and results.md."""
+    from reproduce import ROOT, update_results
+
+    def store(results):
+        results.setdefault("benchmarks", {})["predict_memory"] = {
+            "title": "Peak memory of kemo predict against the video's length",
+            "command": "nice -n 10 python benchmarks/predict_memory.py --data ../shared/data "
+                       f"--seconds {' '.join(f'{x:g}' for x in args.seconds)} "
+                       f"--repeats {args.repeats} --record",
+            "measured": time.strftime("%Y-%m-%d", time.gmtime()), "rerun": True,
+            "machine": f"{os.cpu_count()} CPU cores shared with other jobs, no GPU",
+            "tables": {"length": {"header": header, "rows": cells}}}
+
+    update_results(ROOT / "docs", store)
+    print("recorded in docs/results.json (benchmarks.predict_memory) and docs/results.md")
+
+if __name__ == "__main__":
+    main()
