@@ -162,7 +162,7 @@ def ckplus48(data, finetune_epochs, batchnorm, record):
     row per value; ``batchnorm``: their setting), on CK+48 (10 subject folds); print the
     table and, with ``record``, store it in docs/results.json, keeping the rows of other
     settings recorded before."""
-    from reproduce import ROOT, Settings, load_ck48, update_results
+    from reproduce import ROOT, Settings, load_ck48, recorded_entry, update_results
 
     from kemo.evaluation import evaluate
     from kemo.faces import VideoFaces
@@ -195,20 +195,16 @@ def ckplus48(data, finetune_epochs, batchnorm, record):
         print(f"{name}: {rows[-1][2]}, mean class accuracy {rows[-1][3]}; {seconds:.0f} s")
         print(report, "\n")
     if record:
-        entry = {
-            "title": "The fitted recogniser on CK+48",
-            "command": "python benchmarks/ckplus_videos.py --ckplus48 --finetune-epochs N "
-                       "[--batchnorm adapt] --record",
-            "measured": "on the day of each row, one run per setting (the shipped row is "
-                        "rerun by each)",
-            "rerun": True,
-            "machine": f"{os.cpu_count()} CPU cores shared with other jobs (a training run), "
-                       f"no GPU; times are wall times under that load",
-            "tables": {"fitted": {
-                "header": ["recogniser", "protocol", "accuracy", "mean class accuracy", "time",
-                           "measured"],
-                "rows": rows}},
-        }
+        entry = recorded_entry(
+            "The fitted recogniser on CK+48",
+            "python benchmarks/ckplus_videos.py --ckplus48 --finetune-epochs N "
+            "[--batchnorm adapt] --record",
+            {"fitted": {"header": ["recogniser", "protocol", "accuracy", "mean class accuracy",
+                                   "time", "measured"], "rows": rows}},
+            machine=f"{os.cpu_count()} CPU cores shared with other jobs (a training run), "
+                    f"no GPU; times are wall times under that load",
+            measured="on the day of each row, one run per setting (the shipped row is rerun "
+                     "by each)")
 
         def store(results):
             # rows of other --finetune-epochs runs are kept: one run per setting is enough
@@ -315,27 +311,21 @@ def clips(data, args):
 def record_clips(tables, seconds):
     """Store the clips' tables in docs/results.json (``ckplus_videos``; the ``kemo predict``
     labels as ``current_model``); tables this run did not make (``--fitted-only``) are kept."""
-    from reproduce import ROOT, update_results
+    from reproduce import ROOT, SHARED_CPU, recorded_entry, update_results
 
-    measured = time.strftime("%Y-%m-%d", time.gmtime())
-    machine = f"{os.cpu_count()} CPU cores shared with other jobs, no GPU"
+    command = "python benchmarks/ckplus_videos.py --data ../shared/data --record"
 
     def store(results):
         bench = results.setdefault("benchmarks", {})
         own = {k: v for k, v in tables.items() if k != "ckplus_labels"}
         old = bench.get("ckplus_videos", {}).get("tables", {})
-        bench["ckplus_videos"] = {
-            "title": "CK+ clips, end to end",
-            "command": "python benchmarks/ckplus_videos.py --data ../shared/data --record",
-            "measured": measured, "rerun": True,
-            "machine": f"{machine}; the whole run {seconds / 60:.0f} min",
-            "tables": {**old, **own}}
+        bench["ckplus_videos"] = recorded_entry(
+            "CK+ clips, end to end", command, {**old, **own},
+            machine=f"{SHARED_CPU}; the whole run {seconds / 60:.0f} min")
         if "ckplus_labels" in tables:
-            bench["current_model"] = {
-                "title": "CK+ clips, labels of `kemo predict` with the current shipped model",
-                "command": "python benchmarks/ckplus_videos.py --data ../shared/data --record",
-                "measured": measured, "rerun": True, "machine": machine,
-                "tables": {"ckplus_labels": tables["ckplus_labels"]}}
+            bench["current_model"] = recorded_entry(
+                "CK+ clips, labels of `kemo predict` with the current shipped model", command,
+                {"ckplus_labels": tables["ckplus_labels"]})
 
     update_results(ROOT / "docs", store)
     print("recorded in docs/results.json (benchmarks.ckplus_videos, benchmarks.current_model) "

@@ -105,17 +105,16 @@ def main(argv=None):
 
 def record(header, cells, args):
     """Store the table in docs/results.json (``benchmarks.predict_memory``) and results.md."""
-    from reproduce import ROOT, update_results
+    from reproduce import ROOT, recorded_entry, update_results
+
+    entry = recorded_entry(
+        "Peak memory of kemo predict against the video's length",
+        "nice -n 10 python benchmarks/predict_memory.py --data ../shared/data "
+        f"--seconds {' '.join(f'{x:g}' for x in args.seconds)} --repeats {args.repeats} --record",
+        {"length": {"header": header, "rows": cells}})
 
     def store(results):
-        results.setdefault("benchmarks", {})["predict_memory"] = {
-            "title": "Peak memory of kemo predict against the video's length",
-            "command": "nice -n 10 python benchmarks/predict_memory.py --data ../shared/data "
-                       f"--seconds {' '.join(f'{x:g}' for x in args.seconds)} "
-                       f"--repeats {args.repeats} --record",
-            "measured": time.strftime("%Y-%m-%d", time.gmtime()), "rerun": True,
-            "machine": f"{os.cpu_count()} CPU cores shared with other jobs, no GPU",
-            "tables": {"length": {"header": header, "rows": cells}}}
+        results.setdefault("benchmarks", {})["predict_memory"] = entry
 
     update_results(ROOT / "docs", store)
     print("recorded in docs/results.json (benchmarks.predict_memory) and docs/results.md")

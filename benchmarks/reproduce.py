@@ -1148,6 +1148,25 @@ def reference(results, ref):
     return cell(value, found["seed_dependent"])
 
 
+#: What a benchmark's recorded entry says of the machine, unless it says more.
+SHARED_CPU = f"{os.cpu_count()} CPU cores shared with other jobs, no GPU"
+
+
+def recorded_entry(title, command, tables, machine=SHARED_CPU, measured=None):
+    """A ``results["benchmarks"]`` entry in the shape :func:`render_recorded` reads.
+
+    Args:
+        title: what the tables show.
+        command: the command that measures them.
+        tables: ``{table name: {"header": [...], "rows": [[...], ...]}}``.
+        machine: where and under what load.
+        measured: when (default: today, UTC).
+    """
+    return {"title": title, "command": command,
+            "measured": measured or time.strftime("%Y-%m-%d", time.gmtime()), "rerun": True,
+            "machine": machine, "tables": tables}
+
+
 def render_recorded(results, name, table):
     """A table of ``results["benchmarks"][name]``, and the command and date that measured it."""
     import re
@@ -1193,6 +1212,10 @@ def render_markdown(text, results):
                      text)
 
 
+#: The shipped model's card, relative to the checkout: it has generated blocks too (its speed).
+CARD = Path("weights") / "fer2013_resnet10.md"
+
+
 def write_docs(docs, section):
     """Store ``section`` as ``reproduce`` in ``docs/results.json``; regenerate results.md."""
     return update_results(docs, lambda results: results.update(reproduce=section)
@@ -1204,16 +1227,18 @@ def update_results(docs, change):
     results, write both files atomically, and return the results.
 
     One read and one write, so that benchmarks storing their tables here
-    (``ckplus_videos.py --record``) keep what other runs stored."""
+    (``ckplus_videos.py --record``) keep what other runs stored. The pages regenerated are
+    ``results.md`` in ``docs`` and the model card (:data:`CARD`) of the checkout ``docs``
+    belongs to, where they exist."""
     from kemo._files import write_atomic
 
     path = Path(docs) / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     change(results)
     write_atomic(path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    md = Path(docs) / "results.md"
-    if md.is_file():
-        write_atomic(md, render_markdown(md.read_text(), results))
+    for md in (Path(docs) / "results.md", Path(docs).parent / CARD):
+        if md.is_file():
+            write_atomic(md, render_markdown(md.read_text(), results))
     return results
 
 
@@ -1307,7 +1332,8 @@ def main(argv=None):
                              "and regenerate DOCS/results.md (default: docs/ in full mode, "
                              "nothing in --quick mode)")
     parser.add_argument("--render-docs", action="store_true",
-                        help="only regenerate docs/results.md from docs/results.json")
+                        help="only regenerate docs/results.md and the model card's blocks "
+                             "from docs/results.json")
     args = parser.parse_args(argv)
     if args.render_docs:
         write_docs(args.docs or ROOT / "docs", None)
