@@ -29,6 +29,18 @@ import keras
 import numpy as np
 
 NAME = "fer2013_resnet10"
+#: The card's speed section: a block of docs/results.json (``face_model_speed.py --record``).
+SPEED = """
+## Speed
+
+`FaceEmotionClassifier.predict_proba` with its default settings (batch 256; flip averaging
+for the uncertain faces, those whose two highest plain probabilities are less than
+`flip_margin` = 0.4 apart), against every face mirrored, no flip, and the bare network, on the
+PublicTest faces (`benchmarks/face_model_speed.py`):
+
+<!-- results:face_model_speed.rates -->
+<!-- /results:face_model_speed.rates -->
+"""
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
@@ -223,7 +235,7 @@ same run without it):
 Paper (VGG-Face fine-tuned, Table I): 71.01 %; the `fer` package's bundled mini-Xception:
 65.4 % on PrivateTest (a different split of the same test set).
 Inference on 3,589 faces, both passes: {seconds:.1f} s on this machine.
-{aligned_rows}
+{SPEED}{aligned_rows}
 {study}
 ## Per-class accuracy (with flip averaging)
 
@@ -245,7 +257,10 @@ Inference on 3,589 faces, both passes: {seconds:.1f} s on this machine.
 |---|---|---|---|
 {history}
 """
-    (out / f"{NAME}.md").write_text(card)
+    from reproduce import render_markdown  # the speed table, from docs/results.json
+
+    results = Path(__file__).resolve().parents[1] / "docs" / "results.json"
+    (out / f"{NAME}.md").write_text(render_markdown(card, json.loads(results.read_text())))
     print(card)
     print(json.dumps(metrics, indent=2))
 

@@ -55,6 +55,15 @@ def test_results_page_is_generated_from_the_results_file(reproduce, results):
                      f"benchmark) instead of editing the figures by hand")
 
 
+def test_model_card_speed_is_generated_from_the_results_file(reproduce, results):
+    """The model card quotes the face model's speed from the same file."""
+    text = (ROOT / reproduce.CARD).read_text()
+    assert "face_model_speed.rates" in blocks(text), "the card lacks its speed table"
+    bad = disagreements(reproduce, text, results)
+    assert not bad, (f"{reproduce.CARD} disagrees with docs/results.json in {bad}; regenerate "
+                     f"it with `python benchmarks/reproduce.py --render-docs`")
+
+
 def test_a_changed_figure_is_caught(reproduce, results):
     """The check is real: one digit changed in any table of the page makes it fail."""
     text = (DOCS / "results.md").read_text()

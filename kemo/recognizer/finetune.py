@@ -48,7 +48,7 @@ def finetuned_face_model(weights, found, labels, config, flip, batch_size, rando
         found: the training videos' :class:`kemo.faces.VideoFaces`.
         labels: the face model's class index of each video.
         config: the fine-tuning settings (see :func:`kemo.recognizer.checks.finetune_config`).
-        flip: average each face's predictions with its mirror image's.
+        flip: average a face's predictions with its mirror image's (the uncertain faces).
         batch_size: faces per forward pass.
         random_state: seed of the training.
         verbose: print the trainer's epochs.

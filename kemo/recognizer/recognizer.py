@@ -96,7 +96,8 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             ``"search"`` (see :class:`kemo.FusionClassifier`; groups passed to :meth:`fit`
             make the folds subject-independent).
         fusion_cv: folds of the weight search.
-        flip: average each face's predictions with its mirror image's.
+        flip: average a face's predictions with its mirror image's, for the uncertain faces
+            (:class:`kemo.FaceEmotionClassifier`'s default ``flip_margin``).
         pooling: how the pretrained recogniser turns a face's frame probabilities into the
             video's: ``"expressive"`` (default: frames weighted by ``1 - p(Neutral)``),
             ``"mean"``, ``"confidence"``, ``"topk"`` or ``"peak"`` (see
