@@ -164,14 +164,7 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return [self._balanced(proba), *rest]
 
     def _check_margin(self):
-        """``flip_margin`` as a number (None: every face is mirrored)."""
-        margin = self.flip_margin
-        if margin is None:
-            return float("inf")
-        if (isinstance(margin, bool) or not isinstance(margin, numbers.Real)
-                or not 0 <= margin <= 1):
-            raise InputError(f"flip_margin must be a number in [0, 1] or None; got {margin!r}")
-        return float(margin)
+        return check_flip_margin(self.flip_margin)
 
     @property
     def class_balance_(self):
@@ -264,6 +257,19 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                          for out in self.outputs_model_.outputs)
         proba, features = self._run(faces, self.outputs_model_)
         return proba, features
+
+
+def check_flip_margin(margin):
+    """A ``flip_margin`` as a number (None, every face mirrored: infinity).
+
+    Raises:
+        kemo.errors.InputError: not None nor a number in [0, 1].
+    """
+    if margin is None:
+        return float("inf")
+    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not 0 <= margin <= 1:
+        raise InputError(f"flip_margin must be a number in [0, 1] or None; got {margin!r}")
+    return float(margin)
 
 
 def _as_list(outputs):

@@ -76,7 +76,9 @@ def teacher_probabilities(teachers, images, *, batch_size=256, cache=None):
 
     if not teachers:
         raise InputError("give at least one teacher model")
-    models = [FaceEmotionClassifier(weights=str(t), batch_size=batch_size) for t in teachers]
+    # every face mirrored: targets are made once, so they get the full test-time average
+    models = [FaceEmotionClassifier(weights=str(t), flip_margin=None, batch_size=batch_size)
+              for t in teachers]
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
     for teacher in teachers:
         path = registry.model_file(str(teacher))  # a missing file raises WeightsError

@@ -411,6 +411,23 @@ def test_pretrained_settings_roundtrip(tmp_path):
     assert loaded.faces.cache_dir is None, "a cache folder is not part of the model"
 
 
+def test_flip_margin_is_kept_and_old_folders_mirror_every_face(tmp_path):
+    """A saved recogniser keeps its flip_margin; a folder saved before the parameter existed
+    loads with None (every face mirrored), as its SVM was trained."""
+    from kemo.face_classifier import FLIP_MARGIN
+    from kemo.recognizer.persistence import _checksum
+
+    assert VideoEmotionRecognizer().flip_margin == FLIP_MARGIN, "one default for both classes"
+    path = VideoEmotionRecognizer(flip_margin=0.25).save(tmp_path / "new")
+    loaded = VideoEmotionRecognizer.load(path)
+    assert loaded.flip_margin == 0.25 and loaded._classifier().flip_margin == 0.25
+    manifest = json.loads((path / MANIFEST).read_text())
+    del manifest["params"]["flip_margin"], manifest["checksum"]
+    manifest["checksum"] = _checksum(manifest)
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    assert VideoEmotionRecognizer.load(path).flip_margin is None, "an old folder"
+
+
 def test_tampered_or_missing_files_raise(trained, tmp_path):
     good = trained.save(tmp_path / "good")
 
@@ -503,6 +520,7 @@ def test_fit_skips_bad_videos(faces, clips, bad_files, prep):
         ({"c3d": {"frames": 8}}, "unknown setting"),
         ({"lstm": {"units": 0}}, "lstm units must be an integer >= 1"),
         ({"faces": "mtcnn"}, "FacePreprocessor"),
+        ({"flip_margin": 2}, "flip_margin must be a number in"),
     ],
 )
 def test_bad_parameters(params, message, faces):

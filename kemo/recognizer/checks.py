@@ -40,6 +40,9 @@ def check_params(rec):
         raise InputError(f"errors must be one of {ERROR_MODES}, got {rec.errors!r}")
     if rec.pooling not in POOLINGS:
         raise InputError(f"pooling must be one of {POOLINGS}, got {rec.pooling!r}")
+    from kemo.face_classifier import check_flip_margin
+
+    check_flip_margin(rec.flip_margin)  # before the minutes face finding takes
     if registry.model_file(rec.weights) is None:  # a file is checked when it loads
         _check_weights_name("weights", rec.weights, registry)
         info = registry.get(rec.weights)

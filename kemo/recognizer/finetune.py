@@ -36,8 +36,8 @@ def face_labels(y, names):
     return np.array(out, np.int64)
 
 
-def finetuned_face_model(weights, found, labels, config, flip, batch_size, random_state,
-                         verbose):
+def finetuned_face_model(weights, found, labels, config, flip, flip_margin, batch_size,
+                         random_state, verbose):
     """A copy of the face model trained on the faces of ``found``, each with its video's label.
 
     Only these videos' faces are read, so a fit on a fold's training side never sees its
@@ -48,7 +48,8 @@ def finetuned_face_model(weights, found, labels, config, flip, batch_size, rando
         found: the training videos' :class:`kemo.faces.VideoFaces`.
         labels: the face model's class index of each video.
         config: the fine-tuning settings (see :func:`kemo.recognizer.checks.finetune_config`).
-        flip: average a face's predictions with its mirror image's (the uncertain faces).
+        flip: average a face's predictions with its mirror image's.
+        flip_margin: which faces get the mirror pass (see FaceEmotionClassifier).
         batch_size: faces per forward pass.
         random_state: seed of the training.
         verbose: print the trainer's epochs.
@@ -61,7 +62,8 @@ def finetuned_face_model(weights, found, labels, config, flip, batch_size, rando
     from kemo.features import fit_faces
     from kemo.training import RECIPES, _batchnorm_layers, fit_classifier
 
-    clf = FaceEmotionClassifier(weights=weights, flip=flip, batch_size=batch_size).fit()
+    clf = FaceEmotionClassifier(weights=weights, flip=flip, flip_margin=flip_margin,
+                                batch_size=batch_size).fit()
     model, cap = clf.model_, config["faces_per_video"]
     x, y = [], []
     for video, label in zip(found, labels, strict=True):

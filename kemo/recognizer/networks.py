@@ -33,7 +33,7 @@ def _shared(maxsize):
 
 
 @_shared(maxsize=8)
-def _face_classifier(weights, flip, batch_size, stamp=None):
+def _face_classifier(weights, flip, flip_margin, batch_size, stamp=None):
     """A loaded FaceEmotionClassifier, shared by recognisers (inference never changes it).
 
     ``stamp`` (see :func:`_file_stamp`) is only part of the cache key: a model file rewritten
@@ -41,7 +41,8 @@ def _face_classifier(weights, flip, batch_size, stamp=None):
     """
     from kemo.face_classifier import FaceEmotionClassifier
 
-    return FaceEmotionClassifier(weights=weights, flip=flip, batch_size=batch_size).fit()
+    return FaceEmotionClassifier(weights=weights, flip=flip, flip_margin=flip_margin,
+                                 batch_size=batch_size).fit()
 
 
 @_shared(maxsize=4)

@@ -219,6 +219,8 @@ def load(cls, path):
             raise WeightsError(f"{path}: {MANIFEST} names a face model file {local!r} it "
                                f"does not list")
         params = _renamed_weights(params, local, str(path / local))
+    # folders saved before flip_margin existed mirrored every face: they still do
+    params = {"flip_margin": None, **params}
     try:
         rec = cls(**_params_from_json(params))
         _, c3d, lstm = rec._check_params()
@@ -262,6 +264,7 @@ def load_members(rec, path, manifest, c3d, lstm):
         from kemo.face_classifier import FaceEmotionClassifier
 
         clf = FaceEmotionClassifier(weights=rec.weights, flip=bool(rec.flip),
+                                    flip_margin=rec.flip_margin,
                                     batch_size=int(rec.batch_size)).fit()
         clf.model_.load_weights(path / tuned)
         rec.face_model_ = clf
