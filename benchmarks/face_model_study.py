@@ -10,7 +10,9 @@ averaging), per class, and the seconds an epoch takes. Rows differ from ``base``
   label smoothing 0.1;
 - architecture: ``stem_full`` (first stage at the 48 px input resolution: 4x the computation),
   ``width_1`` (the shipped width);
-- augmentation: ``no_crops`` (no shift or zoom), ``erasing``, ``mixup``, ``cutmix``;
+- augmentation: ``no_crops`` (no shift or zoom), ``warp_single`` (rotation, shift and zoom
+  in one resampling instead of Keras's three chained layers: sharper faces), ``erasing``,
+  ``mixup``, ``cutmix``;
 - optimisation: ``ema`` (weight average), ``long`` (twice the epochs);
 - targets: ``ferplus`` (FER+ votes, half the target), ``distil`` (half the target from the mean
   probabilities of kemo models trained before: the shipped model and the best PublicTest epochs
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROWS = {  # cheap rows first: stem_full and width_1 cost 4x base each
     "base": {},
     "no_crops": {"recipe": {"shift": 0.0, "zoom": 0.0}},
+    "warp_single": {"recipe": {"warp": "single"}},
     "erasing": {"recipe": {"erasing": 0.5}},
     "mixup": {"recipe": {"mixup": 0.2}},
     "cutmix": {"recipe": {"cutmix": 1.0}},
@@ -53,6 +56,7 @@ WHAT = {
     "stem_full": "stem 3x3/1 (first stage at 48 px)",
     "width_1": "width 1 (the shipped 64-512)",
     "no_crops": "no shift or zoom (no random crops)",
+    "warp_single": "rotation, shift and zoom in one resampling, not three",
     "erasing": "random erasing 0.5",
     "mixup": "mixup, alpha 0.2",
     "cutmix": "cutmix, alpha 1.0",

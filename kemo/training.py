@@ -17,6 +17,10 @@ rectangle of 2-25 % of the image is replaced by noise) and an exponential moving
 weights (``ema``: its momentum per step; validation, ``best.keras`` and the returned model use
 the averaged weights).
 
+The recipe's ``warp`` says how rotation, shift and zoom are applied: ``"chained"`` (Keras's
+three layers, as the shipped model was trained) or ``"single"`` (one resampling; see
+:func:`augmentation`).
+
 Training writes checkpoints atomically after every epoch (``last.keras``,
 ``best.keras`` and ``state.json`` in ``checkpoint_dir``) and resumes from them
 when run again with the same directory, so an interrupted run loses at most
@@ -63,7 +67,11 @@ class Recipe:
     ema: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
+    warp: str = "chained"
 
+
+#: How rotation, shift and zoom are applied (see :func:`augmentation`).
+WARPS = ("chained", "single")
 
 RECIPES = {
     "paper": Recipe(learning_rate=1e-4, batch_size=32),
@@ -83,19 +91,29 @@ def augmentation(recipe, seed=None):
     """Return the recipe's image augmentation as a Keras ``Sequential``.
 
     Horizontal flips, rotations of up to ``recipe.rotation`` degrees and, where
-    the recipe asks, shifts and zooms (fractions of the image size).
+    the recipe asks, shifts and zooms (fractions of the image size). ``recipe.warp``:
+    ``"chained"`` applies rotation, shift and zoom one after another (Keras's three
+    layers, three resamplings: how the shipped model was trained); ``"single"`` draws
+    the same three and applies them in one resampling
+    (:class:`kemo.models.augment.RandomAffine`), which keeps more of a face's detail.
     """
+    from kemo.models.augment import RandomAffine
+
+    if recipe.warp not in WARPS:
+        raise InputError(f"warp must be one of {WARPS}; got {recipe.warp!r}")
     # float32 whatever the global policy: bfloat16 interpolation would blur the faces.
     kw = {"seed": seed, "dtype": "float32"}
-    steps = [
-        keras.layers.RandomFlip("horizontal", **kw),
-        keras.layers.RandomRotation(recipe.rotation / 360.0, fill_mode="reflect", **kw),
-    ]
-    if recipe.shift:
-        steps.append(keras.layers.RandomTranslation(
-            recipe.shift, recipe.shift, fill_mode="reflect", **kw))
-    if recipe.zoom:
-        steps.append(keras.layers.RandomZoom(recipe.zoom, fill_mode="reflect", **kw))
+    steps = [keras.layers.RandomFlip("horizontal", **kw)]
+    if recipe.warp == "single":
+        steps.append(RandomAffine(recipe.rotation, recipe.shift, recipe.zoom, **kw))
+    else:
+        steps.append(keras.layers.RandomRotation(recipe.rotation / 360.0, fill_mode="reflect",
+                                                 **kw))
+        if recipe.shift:
+            steps.append(keras.layers.RandomTranslation(
+                recipe.shift, recipe.shift, fill_mode="reflect", **kw))
+        if recipe.zoom:
+            steps.append(keras.layers.RandomZoom(recipe.zoom, fill_mode="reflect", **kw))
     if recipe.erasing:
         # inputs are pixels / 255 by the time they reach the trainer
         steps.append(keras.layers.RandomErasing(

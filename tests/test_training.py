@@ -219,6 +219,85 @@ def test_augmentation_flips_and_keeps_shape():
     assert not np.allclose(out, x), "augmentation left every image unchanged"
 
 
+def _blob_centres(images):
+    """Centroid (row, column) of each image's bright blob, relative to the image centre."""
+    images = np.asarray(images)[..., 0]
+    rows, cols = np.mgrid[:images.shape[1], :images.shape[2]]
+    mass = images.sum(axis=(1, 2))
+    centre = (images.shape[1] - 1) / 2
+    return np.stack([(images * rows).sum(axis=(1, 2)) / mass - centre,
+                     (images * cols).sum(axis=(1, 2)) / mass - centre], axis=1)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """400 copies of a 48x48 image with a small Gaussian blob 12 px right of the centre."""
+    rows, cols = np.mgrid[:48, :48]
+    blob = np.exp(-((rows - 23.5) ** 2 + (cols - 35.5) ** 2) / 4.0).astype("float32")
+    return np.repeat(blob[None, :, :, None], 400, axis=0)
+
+
+def test_random_affine_draws_each_transform_in_its_range(blobs):
+    """Rotation keeps the blob's distance to the centre and turns it by at most the angle;
+    a shift moves it by at most the fraction of the side; a zoom scales its distance."""
+    from kemo.models.augment import RandomAffine
+
+    start = _blob_centres(blobs[:1])[0]  # (0, 12)
+    turned = _blob_centres(RandomAffine(rotation=10, seed=0)(blobs, training=True))
+    radius = np.hypot(*turned.T)
+    angle = np.degrees(np.arctan2(turned[:, 0], turned[:, 1]))
+    np.testing.assert_allclose(radius, np.hypot(*start), atol=0.05)
+    assert np.abs(angle).max() <= 10.05 and np.abs(angle).max() > 8, "up to 10 degrees"
+    moved = _blob_centres(RandomAffine(shift=0.1, seed=0)(blobs, training=True)) - start
+    assert np.abs(moved).max() <= 4.8 + 0.05 and np.abs(moved).max(axis=0).min() > 4, (
+        "shifts of up to 4.8 px on both axes")
+    scaled = np.hypot(*_blob_centres(RandomAffine(zoom=0.1, seed=0)(blobs, training=True)).T)
+    ratio = scaled / np.hypot(*start)
+    assert ratio.min() >= 1 / 1.1 - 0.01 and ratio.max() <= 1 / 0.9 + 0.01, "zoom 0.9-1.1"
+    assert ratio.max() - ratio.min() > 0.15, "zooms spread over the range"
+    plain = RandomAffine(rotation=10, shift=0.1, zoom=0.1)(blobs[:2], training=False)
+    np.testing.assert_array_equal(np.asarray(plain), blobs[:2], "inference leaves images alone")
+    with pytest.raises(ValueError, match="shift must be"):
+        RandomAffine(shift=1.5)
+
+
+def test_single_warp_keeps_more_detail_than_chained(shared_data):
+    """On real faces, one resampling keeps more detail (mean absolute difference between
+    neighbouring pixels) than Keras's three chained layers with the same ranges."""
+    from kemo.datasets import load_fer2013
+
+    faces = as_model_input(load_fer2013(shared_data / "fer2013",
+                                        subset="PublicTest").images[:256]) / 255.0
+
+    def detail(x):
+        x = np.asarray(x)
+        return np.abs(np.diff(x, axis=1)).mean() + np.abs(np.diff(x, axis=2)).mean()
+
+    kept = {warp: detail(augmentation(dataclasses.replace(RECIPES["kemo"], warp=warp),
+                                      seed=0)(faces, training=True)) / detail(faces)
+            for warp in ("chained", "single")}
+    assert kept["single"] > kept["chained"] + 0.1, f"detail kept: {kept}"
+    with pytest.raises(InputError, match="warp must be one of"):
+        augmentation(dataclasses.replace(RECIPES["kemo"], warp="twice"))
+
+
+def test_single_warp_run_saves_and_resumes(tiny_data, tmp_path):
+    """A run with ``warp="single"`` checkpoints a trainer that loads again (the layer is
+    registered), and resumes on it."""
+    from kemo.models.augment import RandomAffine
+
+    x, y = tiny_data
+    recipe = dataclasses.replace(RECIPES["finetune"], batch_size=32, warp="single")
+    with pytest.raises(KeyboardInterrupt):
+        fit_classifier(_tiny, x, y, x, y, recipe=recipe, epochs=2, checkpoint_dir=tmp_path,
+                       callbacks=[_Interrupt()], verbose=0)
+    trainer = keras.saving.load_model(tmp_path / "last.keras", safe_mode=True)
+    assert any(isinstance(layer, RandomAffine) for layer in trainer.layers[0].layers)
+    _, state = fit_classifier(_tiny, x, y, x, y, recipe=recipe, epochs=2,
+                              checkpoint_dir=tmp_path, verbose=0)
+    assert state["epoch"] == 2 and state["recipe"]["warp"] == "single", state["recipe"]
+
+
 def test_mismatched_lengths_raise():
     from kemo.errors import InputError
 

@@ -144,6 +144,10 @@ def build_parser():
                      help="cutmix: paste a rectangle of another training image, targets mixed "
                      "by area, Beta(ALPHA, ALPHA), e.g. 1.0; with --mixup each batch takes one "
                      "(default 0: off)")
+    fer.add_argument("--warp", choices=("chained", "single"), default="chained",
+                     help="how rotation, shift and zoom are applied: chained (Keras's three "
+                     "layers, three resamplings; default, as the shipped model was trained) or "
+                     "single (one affine transform, one resampling: sharper faces)")
     fer.add_argument("--ferplus", type=_probability, default=0.0, metavar="W",
                      help="weight of the FER+ votes (fer2013new.csv beside the data) in the "
                      "training targets, e.g. 0.5 (default 0: FER2013 labels only)")

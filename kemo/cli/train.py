@@ -23,7 +23,7 @@ def run_train_fer2013(args):
 
     out = Path(args.out)
     recipe = dataclasses.replace(RECIPES[args.recipe], erasing=args.erasing, ema=args.ema,
-                                 mixup=args.mixup, cutmix=args.cutmix)
+                                 mixup=args.mixup, cutmix=args.cutmix, warp=args.warp)
     model, state = train_fer2013(args.data, recipe=recipe, epochs=args.epochs,
                                  checkpoint_dir=out, seed=args.seed, precision=args.precision,
                                  limit=args.limit, init=args.init, aligned=args.aligned,

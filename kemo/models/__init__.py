@@ -20,7 +20,8 @@ from kemo._tensorflow import import_quietly
 
 import_quietly()
 
-from kemo.models import c3d, lstm, resnet10, vggface
+from kemo.models import augment, c3d, lstm, resnet10, vggface
+from kemo.models.augment import RandomAffine
 from kemo.models.c3d import C3D, clip_windows
 from kemo.models.c3d import preprocess_input as c3d_preprocess_input
 from kemo.models.lstm import BiResidualLSTM, MaskedTimePooling
@@ -34,9 +35,11 @@ __all__ = [
     "C3D",
     "BiResidualLSTM",
     "MaskedTimePooling",
+    "RandomAffine",
     "clip_windows",
     "vggface_preprocess_input",
     "c3d_preprocess_input",
+    "augment",
     "c3d",
     "lstm",
     "resnet10",
