@@ -27,6 +27,7 @@ Usage (from the repository root)::
 
     nice -n 10 python benchmarks/ckplus_videos.py [--data DIR] [--every K]
         [--finetune-epochs N [N ...]] [--batchnorm frozen|adapt]
+        [--finetune-faces all|expressive [...]]
         [--fitted-only | --ckplus48] [--record]
 
 ``--data`` defaults to ``$KEMO_DATA``, else ``../shared/data`` next to the checkout.
@@ -149,12 +150,14 @@ def fitted(paths, labels, subjects, every, cache, finetune=None):
     return report, seconds
 
 
-def finetuned(name, epochs, batchnorm):
-    """``{row name: finetune setting}``, a row per number of ``epochs``; the name tells
-    ``batchnorm`` when it is not the default."""
+def finetuned(name, epochs, batchnorm, faces=("all",)):
+    """``{row name: finetune setting}``, a row per number of ``epochs`` and choice of
+    ``faces``; the name tells ``batchnorm`` and ``faces`` when they are not the default."""
     suffix = "" if batchnorm == "frozen" else f", BatchNorm {batchnorm}ed"
-    return {f"{name} ({n} epochs{suffix})": {"epochs": n, "batchnorm": batchnorm}
-            for n in epochs}
+    return {f"{name} ({n} epochs{suffix}"
+            + ("" if which == "all" else f", {which} half of the faces") + ")":
+            {"epochs": n, "batchnorm": batchnorm, "faces": which}
+            for which in faces for n in epochs}
 
 
 def ckplus48(data, finetune_epochs, batchnorm, record):
@@ -233,6 +236,9 @@ def main():
     parser.add_argument("--batchnorm", choices=["frozen", "adapt"], default="frozen",
                         help="BatchNorm in the fine-tuned rows: kept at its FER2013 statistics "
                         "(frozen, kemo's default) or trained on the videos' faces (adapt)")
+    parser.add_argument("--finetune-faces", choices=["all", "expressive"], nargs="+",
+                        default=["all"], help="faces the fine-tuned rows train on, a row per "
+                        "value: all (kemo's default) or the expressive half of each clip's")
     parser.add_argument("--fitted-only", action="store_true",
                         help="only the fitted recogniser, with and without fine-tuning")
     parser.add_argument("--ckplus48", action="store_true",
@@ -289,7 +295,7 @@ def clips(data, args):
             tables["pooling"] = {"header": header, "rows": rows}
         settings = {"ResNet-10 fc1 as shipped, mean + variance aggregation, linear SVM": None}
         settings.update(finetuned("the same, face model fine-tuned in each fold",
-                                  args.finetune_epochs, args.batchnorm))
+                                  args.finetune_epochs, args.batchnorm, args.finetune_faces))
         protocol = f"leave one subject out ({n_subjects} folds), kemo.protocols.cross_validate"
         fitted_rows = []
         for name, finetune in settings.items():

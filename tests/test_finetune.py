@@ -15,6 +15,7 @@ from sklearn.base import clone
 
 from kemo import cli
 from kemo.errors import InputError, WeightsError
+from kemo.face_classifier import FLIP_MARGIN
 from kemo.faces import FacePreprocessor
 from kemo.protocols import cross_validate
 from kemo.recognizer import FINETUNED_FILE, MANIFEST, VideoEmotionRecognizer, _face_classifier
@@ -61,7 +62,7 @@ def tuned(faces, clips, prep):
 @pytest.fixture(scope="module")
 def shipped():
     """The shared face model as loaded (fine-tuning must leave it so)."""
-    return _face_classifier("fer2013_resnet10", True, 256, None)
+    return _face_classifier("fer2013_resnet10", True, FLIP_MARGIN, 256, None)
 
 
 def _weights(model):
@@ -76,7 +77,7 @@ def test_finetune_changes_a_copy_of_the_face_model(tuned, shipped):
     changed = [not np.array_equal(a, b) for a, b in
                zip(_weights(after), _weights(before), strict=True)]
     assert any(changed), "fine-tuning changed no weight of the face model"
-    reloaded = _face_classifier.__wrapped__("fer2013_resnet10", True, 256)._model()
+    reloaded = _face_classifier.__wrapped__("fer2013_resnet10", True, FLIP_MARGIN, 256)._model()
     assert all(np.array_equal(a, b) for a, b in
                zip(_weights(before), _weights(reloaded), strict=True)), (
         "the shared, cached face model must stay as shipped")
@@ -160,10 +161,30 @@ def test_folds_never_finetune_on_test_subjects(faces, clips, prep, monkeypatch):
     ({"learning_rate": 5}, r"finetune learning_rate must be a number in \(0, 1\).*got 5"),
     ({"learning_rate": "fast"}, "finetune learning_rate must be a number"),
     ({"batchnorm": "train"}, "finetune batchnorm must be 'frozen' or 'adapt', got 'train'"),
+    ({"faces": "apex"}, r"finetune faces must be one of \('all', 'expressive'\), got 'apex'"),
 ])
 def test_bad_settings_refused(finetune, message, faces, clips):
     with pytest.raises(InputError, match=message):
         VideoEmotionRecognizer(finetune=finetune).fit(faces, clips[1])
+
+
+def test_expressive_rows_keep_the_half_that_shows_the_label():
+    from kemo.recognizer.finetune import expressive_rows
+
+    neutral = np.array([0.9, 0.8, 0.1, 0.3, 0.2])  # neutral start, then the expression
+    assert expressive_rows(neutral, is_neutral=False).tolist() == [2, 3, 4]
+    assert expressive_rows(neutral, is_neutral=True).tolist() == [0, 1, 3]
+    assert expressive_rows(neutral[:1], is_neutral=False).tolist() == [0], "one face stays"
+
+
+def test_finetune_on_the_expressive_half(faces, clips, prep):
+    """``faces="expressive"``: each clip gives the half of its faces the face model finds
+    least neutral."""
+    rec = VideoEmotionRecognizer(faces=prep, cv=2, finetune={
+        "epochs": 1, "batch_size": 8, "faces": "expressive"}).fit(faces, clips[1])
+    assert rec.finetune_faces_ == sum((len(f.faces) + 1) // 2 for f in faces), (
+        f"{rec.finetune_faces_} faces of {[len(f.faces) for f in faces]}")
+    assert not np.isnan(rec.predict_proba(faces[:2])).any()
 
 
 def test_labels_and_features_must_fit_the_face_model(faces, clips):

@@ -19,7 +19,9 @@ LSTM_DEFAULTS = {"frames": 32, "units": 128, "layers": 2, "dropout": 0.2, "epoch
 #: a dict overrides some of them). A gentle rate and few epochs: a few hundred faces of a few
 #: dozen people would soon be memorised by a 5 M-parameter network.
 FINETUNE_DEFAULTS = {"epochs": 3, "learning_rate": 1e-3, "batch_size": 64,
-                     "faces_per_video": None, "batchnorm": "frozen"}
+                     "faces_per_video": None, "faces": "all", "batchnorm": "frozen"}
+#: Which of a training video's faces fine-tuning reads (``finetune={"faces": ...}``).
+FINETUNE_FACES = ("all", "expressive")
 
 
 def check_params(rec):
@@ -104,6 +106,9 @@ def finetune_config(value):
             or not 0 < rate < 1):
         raise InputError(f"finetune learning_rate must be a number in (0, 1), e.g. 1e-3, "
                          f"got {rate!r}")
+    if config["faces"] not in FINETUNE_FACES:
+        raise InputError(f"finetune faces must be one of {FINETUNE_FACES}, got "
+                         f"{config['faces']!r}")
     if config["batchnorm"] not in ("frozen", "adapt"):
         raise InputError(f"finetune batchnorm must be 'frozen' or 'adapt', got "
                          f"{config['batchnorm']!r}")

@@ -36,6 +36,33 @@ def face_labels(y, names):
     return np.array(out, np.int64)
 
 
+def expressive_rows(neutral, is_neutral):
+    """The rows of a video's faces that show its label best, in their order.
+
+    The half of the faces (rounded up) that the face model finds least neutral, or, for a
+    video labelled Neutral, most neutral: a clip that starts neutral then shows its emotion
+    is otherwise taught, for its first frames, that a neutral face is that emotion. It reads
+    each face's own probability, not where the face sits in the clip.
+
+    Args:
+        neutral: ``(n,)`` each face's probability of Neutral.
+        is_neutral: whether the video is labelled Neutral.
+
+    Returns:
+        int array of row indices, ascending.
+    """
+    order = np.argsort(-neutral if is_neutral else neutral, kind="stable")
+    return np.sort(order[:(len(neutral) + 1) // 2])
+
+
+def _neutral_column(clf):
+    if "Neutral" not in clf.class_names_:
+        raise InputError(f"finetune faces='expressive' reads the face model's Neutral "
+                         f"probability; {clf.info_.name} has no Neutral class "
+                         f"({list(clf.class_names_)})")
+    return list(clf.class_names_).index("Neutral")
+
+
 def finetuned_face_model(weights, found, labels, config, flip, flip_margin, batch_size,
                          random_state, verbose):
     """A copy of the face model trained on the faces of ``found``, each with its video's label.
@@ -65,11 +92,14 @@ def finetuned_face_model(weights, found, labels, config, flip, flip_margin, batc
     clf = FaceEmotionClassifier(weights=weights, flip=flip, flip_margin=flip_margin,
                                 batch_size=batch_size).fit()
     model, cap = clf.model_, config["faces_per_video"]
+    neutral = _neutral_column(clf) if config["faces"] == "expressive" else None
     x, y = [], []
     for video, label in zip(found, labels, strict=True):
         rows = np.arange(len(video.faces))
+        if neutral is not None:
+            rows = expressive_rows(clf.predict_proba(video.faces)[:, neutral], label == neutral)
         if cap is not None and len(rows) > cap:  # spread over the video, not its start
-            rows = np.unique(np.linspace(0, len(rows) - 1, cap).round().astype(int))
+            rows = rows[np.unique(np.linspace(0, len(rows) - 1, cap).round().astype(int))]
         x.append(clf.info_.preprocess(fit_faces(video.faces[rows], model.input_shape[1:])))
         y.append(np.full(len(rows), label))
     x, y = np.concatenate(x), np.concatenate(y)

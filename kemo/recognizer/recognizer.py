@@ -128,7 +128,10 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             the faces of the training videos, each labelled with its video's label, then
             extracts the features with it (``epochs``; ``learning_rate``: the start of a
             cosine decay, recipe ``"finetune"`` of :mod:`kemo.training` otherwise;
-            ``batch_size``; ``faces_per_video``: None for all, or at most that many, spread
+            ``batch_size``; ``faces``: ``"all"``, or ``"expressive"``, the half of each
+            video's faces that the face model before tuning finds least neutral (most neutral
+            for a Neutral video), so that a clip's neutral frames are not taught as its
+            emotion; ``faces_per_video``: None for all, or at most that many, spread
             over each video; ``batchnorm``: ``"frozen"`` keeps the BatchNorm statistics as
             trained on FER2013, ``"adapt"`` lets them follow the videos' faces). It happens in
             :meth:`fit`, so each cross-validation fold fine-tunes on its own training videos
