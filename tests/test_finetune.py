@@ -219,6 +219,11 @@ def test_cli_train_videos_finetune(clips, prep, tmp_path, capsys):
     assert cli.main(["train", "videos", str(listing), "--out", str(tmp_path / "m2"),
                      "--finetune-epochs", "2", "-q"]) == 1, "--finetune-epochs alone"
     assert "add --finetune" in capsys.readouterr().err, "the message says what to do"
+    assert cli.main(["train", "videos", str(listing), "--out", str(tmp_path / "m3"),
+                     "--cv", "2", "--frames", "6", "--cache", str(prep.cache_dir), "--finetune",
+                     "--finetune-epochs", "1", "--finetune-faces", "expressive", "-q"]) == 0
+    tuned = VideoEmotionRecognizer.load(tmp_path / "m3")
+    assert tuned.finetune == {"epochs": 1, "faces": "expressive"}, tuned.finetune
     # the protocol command takes the setting in --model-config, checked before any face search
     assert cli.main(["evaluate", str(listing), "--protocol", "loso", "--model-config",
                      '{"finetune": {"epochs": 0}}', "-q"]) == 1, "a bad fine-tuning setting"

@@ -199,6 +199,9 @@ def build_parser():
                         "labels must be FER's 7 emotions; default: off)")
     videos.add_argument("--finetune-epochs", type=_positive, metavar="N",
                         help="fine-tuning epochs, with --finetune (default 3)")
+    videos.add_argument("--finetune-faces", choices=("all", "expressive"),
+                        help="faces fine-tuning trains on, with --finetune: all (default), or "
+                        "the half of each video's faces the face model finds least neutral")
     videos.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _add_scheduler(videos)
     _add_quiet(videos)

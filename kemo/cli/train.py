@@ -67,8 +67,10 @@ def check_train_videos(args):
         except ValueError:
             raise InputError(f"--fusion-weights must be 'search' or numbers separated by "
                              f"commas, got {fusion!r}") from None
-    if args.finetune_epochs is not None and not args.finetune:
-        raise InputError("--finetune-epochs sets the fine-tuning: add --finetune")
+    for option in ("finetune_epochs", "finetune_faces"):
+        if getattr(args, option) is not None and not args.finetune:
+            raise InputError(f"--{option.replace('_', '-')} sets the fine-tuning: add "
+                             f"--finetune")
     check_save_folder(args.out)
 
 
@@ -82,7 +84,8 @@ def run_train_videos(args):
         lstm = True if args.lstm_epochs is None else {"epochs": args.lstm_epochs}
     finetune = None
     if args.finetune:
-        finetune = True if args.finetune_epochs is None else {"epochs": args.finetune_epochs}
+        settings = {"epochs": args.finetune_epochs, "faces": args.finetune_faces}
+        finetune = {k: v for k, v in settings.items() if v is not None} or True
     rec = VideoEmotionRecognizer(C=args.C, calibration=args.calibration, cv=args.cv,
                                  c3d=True if args.c3d else None,
                                  lstm=lstm, finetune=finetune,

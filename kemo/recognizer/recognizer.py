@@ -138,9 +138,10 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             only. Labels must be the face model's classes (FER ids 0..6, or their names),
             and ``weights`` must be among ``features``. Off by default: on the 40 CK+ clips,
             leave-one-subject-out, its gain over the face model as it is stays within the
-            spread between runs (docs/results.md), and it costs a training run per fit. The SVM's calibration folds and the fusion
-            weight search then read features of faces the model was tuned on, so their
-            inner scores are optimistic; held-out videos are not affected.
+            spread between runs (docs/results.md), and it costs a training run per fit. The
+            SVM's calibration folds and the fusion weight search then read features of faces
+            the model was tuned on, so their inner scores are optimistic; held-out videos are
+            not affected.
 
     Attributes:
         classes_: the labels (pretrained: ``0..6``, the FER2013 ids).
