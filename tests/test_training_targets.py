@@ -162,10 +162,12 @@ def test_cli_takes_the_new_options(shared_data, tmp_path, capsys):
     run = tmp_path / "run"
     code = cli.main(["train", "fer2013", "--data", str(shared_data / "fer2013"), "--epochs", "1",
                      "--limit", "64", "--out", str(run), "--mixup", "0.2", "--ferplus", "0.5",
-                     "--teacher", "fer2013_resnet10", "--teacher-weight", "0.2", "-q"])
+                     "--teacher", "fer2013_resnet10", "--teacher-weight", "0.2",
+                     "--warp", "single", "-q"])
     assert code == 0, capsys.readouterr()
     saved = json.loads((run / "state.json").read_text())
     assert saved["recipe"]["mixup"] == 0.2 and saved["targets"], saved
+    assert saved["recipe"]["warp"] == "single", saved["recipe"]
     with pytest.raises(SystemExit):
         cli.main(["train", "fer2013", "--data", str(shared_data / "fer2013"), "--mixup", "-1"])
     assert "expected a number >= 0" in capsys.readouterr().err
