@@ -71,6 +71,7 @@ def main(argv=None):
 
     from kemo.classifier import FaceEmotionClassifier
     from kemo.datasets import load_fer2013
+    from kemo.face_classifier import check_flip_margin, uncertain
 
     test = load_fer2013(args.data, subset="PublicTest")
     faces, labels = test.images[:args.n], test.labels[:args.n]
@@ -87,10 +88,8 @@ def main(argv=None):
     base = best_rate(lambda f: model.predict(x[:len(f)], batch_size=256, verbose=0), faces,
                      args.repeats)
     plain = settings["flip=False"].predict_proba(faces)
-    top2 = np.sort(plain, axis=1)[:, -2:]
-    mirrored = {name: (np.mean(top2[:, 1] - top2[:, 0] < clf.flip_margin)
-                       if clf.flip and clf.flip_margin is not None else float(clf.flip))
-                for name, clf in settings.items()}
+    mirrored = {name: np.mean(uncertain(plain, check_flip_margin(clf.flip_margin)))
+                if clf.flip else 0.0 for name, clf in settings.items()}
     rows = []
     for name, clf in settings.items():
         rate = best_rate(clf.predict_proba, faces, args.repeats)

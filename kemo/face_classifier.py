@@ -134,10 +134,11 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 )
         return faces
 
-    def _run(self, faces, model):
+    def _run(self, faces, model, margin):
         """The outputs of ``model`` (a list, one array per output) for checked faces.
 
-        With ``flip``, the mirror images of the faces that ``flip_margin`` picks go through a
+        With ``flip``, the mirror images of the faces that ``margin`` (the checked
+        ``flip_margin``) picks with :func:`uncertain` go through a
         second forward pass, and those faces get the mean of both passes' outputs. Batches go
         to ``predict_on_batch``: ``predict`` rebuilds its data pipeline on every call, which
         costs more than the network itself on the few faces of a short clip. One batch of
@@ -145,7 +146,6 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         from kemo.features import fit_faces
 
-        margin = self._check_margin()
         step = int(self.batch_size)
         outs = []
         for start in range(0, len(faces), step):
@@ -153,8 +153,7 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                                                 model.input_shape[1:]))
             batch = [np.asarray(out, "float32") for out in _as_list(model.predict_on_batch(x))]
             if self.flip:
-                top2 = np.sort(batch[0], axis=1)[:, -2:]
-                unsure = np.flatnonzero(top2[:, 1] - top2[:, 0] < margin)
+                unsure = np.flatnonzero(uncertain(batch[0], margin))
                 if unsure.size:
                     mirrored = _as_list(model.predict_on_batch(x[unsure, :, ::-1]))
                     for out, mirror in zip(batch, mirrored, strict=True):
@@ -215,10 +214,10 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         faces = self._checked(faces)
         model = self._model()
         self._check_balance()
-        self._check_margin()
+        margin = self._check_margin()
         if len(faces) == 0:
             return np.zeros((0, len(self.classes_)), "float32")
-        return self._run(faces, model)[0]
+        return self._run(faces, model, margin)[0]
 
     def predict(self, faces):
         """Most probable class id of each face (see ``class_names_``)."""
@@ -247,7 +246,7 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         self._model()
         self._check_balance()
-        self._check_margin()
+        margin = self._check_margin()
         faces = self._checked(faces)
         if self.outputs_model_ is None:
             raise WeightsError(f"{self.info_.name}: the model has no 'fc1' layer, so it gives "
@@ -255,7 +254,7 @@ class FaceEmotionClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         if len(faces) == 0:
             return tuple(np.zeros((0, out.shape[-1]), "float32")
                          for out in self.outputs_model_.outputs)
-        proba, features = self._run(faces, self.outputs_model_)
+        proba, features = self._run(faces, self.outputs_model_, margin)
         return proba, features
 
 
@@ -270,6 +269,21 @@ def check_flip_margin(margin):
     if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not 0 <= margin <= 1:
         raise InputError(f"flip_margin must be a number in [0, 1] or None; got {margin!r}")
     return float(margin)
+
+
+def uncertain(proba, margin):
+    """Which faces ``flip_margin`` sends to the mirror pass: a boolean mask.
+
+    Args:
+        proba: Probabilities ``(N, classes)`` of the plain pass.
+        margin: A checked ``flip_margin`` (:func:`check_flip_margin`; infinity: every face).
+
+    Returns:
+        bool array ``(N,)``: True where the two highest probabilities are less than
+        ``margin`` apart.
+    """
+    top2 = np.sort(proba, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0] < margin
 
 
 def _as_list(outputs):

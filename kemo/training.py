@@ -47,6 +47,9 @@ from kemo._files import atomic_path, remove_stale, write_atomic
 from kemo._seeds import keras_seed
 from kemo.errors import InputError, WeightsError
 
+#: How rotation, shift and zoom are applied (see :func:`augmentation`).
+WARPS = ("chained", "single")
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -69,9 +72,9 @@ class Recipe:
     cutmix: float = 0.0
     warp: str = "chained"
 
-
-#: How rotation, shift and zoom are applied (see :func:`augmentation`).
-WARPS = ("chained", "single")
+    def __post_init__(self):
+        if self.warp not in WARPS:
+            raise InputError(f"warp must be one of {WARPS}; got {self.warp!r}")
 
 RECIPES = {
     "paper": Recipe(learning_rate=1e-4, batch_size=32),
@@ -99,8 +102,6 @@ def augmentation(recipe, seed=None):
     """
     from kemo.models.augment import RandomAffine
 
-    if recipe.warp not in WARPS:
-        raise InputError(f"warp must be one of {WARPS}; got {recipe.warp!r}")
     # float32 whatever the global policy: bfloat16 interpolation would blur the faces.
     kw = {"seed": seed, "dtype": "float32"}
     steps = [keras.layers.RandomFlip("horizontal", **kw)]

@@ -17,7 +17,7 @@ import pytest
 from kemo import weights as registry
 from kemo.datasets import CLASS_NAMES, load_fer2013
 from kemo.errors import InputError
-from kemo.face_classifier import FaceEmotionClassifier
+from kemo.face_classifier import FaceEmotionClassifier, check_flip_margin, uncertain
 from kemo.features import fit_faces
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +175,15 @@ def test_uncertain_faces_alone_get_the_mirror_pass(publictest):
     for margin in (-0.1, 1.5, "0.4", True):
         with pytest.raises(InputError, match="flip_margin"):
             FaceEmotionClassifier(flip_margin=margin).predict_proba(faces[:2])
+
+
+def test_uncertain_reads_the_gap_between_the_two_highest_probabilities():
+    proba = np.array([[0.5, 0.375, 0.125], [0.875, 0.0625, 0.0625], [0.25, 0.25, 0.5]])
+    # gaps 0.125, 0.8125, 0.25 (exact in binary): a gap equal to the margin keeps the plain pass
+    assert uncertain(proba, 0.25).tolist() == [True, False, False]
+    assert uncertain(proba, 0.4).tolist() == [True, False, True]
+    assert not uncertain(proba, 0.0).any(), "margin 0: no face"
+    assert uncertain(proba, check_flip_margin(None)).all(), "None mirrors every face"
 
 
 def test_first_use_from_threads_loads_one_model(publictest):

@@ -278,7 +278,7 @@ def test_single_warp_keeps_more_detail_than_chained(shared_data):
             for warp in ("chained", "single")}
     assert kept["single"] > kept["chained"] + 0.1, f"detail kept: {kept}"
     with pytest.raises(InputError, match="warp must be one of"):
-        augmentation(dataclasses.replace(RECIPES["kemo"], warp="twice"))
+        dataclasses.replace(RECIPES["kemo"], warp="twice")  # refused when the recipe is made
 
 
 def test_single_warp_run_saves_and_resumes(tiny_data, tmp_path):
