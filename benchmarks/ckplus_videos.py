@@ -160,6 +160,13 @@ def finetuned(name, epochs, batchnorm, faces=("all",)):
             for which in faces for n in epochs}
 
 
+def unmeasured(old, new):
+    """The recorded rows ``old`` of settings (first cell) that the run's rows ``new`` lack:
+    one run per setting is enough, so a run that measures some settings keeps the others."""
+    measured = {row[0] for row in new}
+    return [row for row in old if row[0] not in measured]
+
+
 def ckplus48(data, finetune_epochs, batchnorm, record):
     """The fitted recogniser, as shipped and fine-tuned in each fold (``finetune_epochs``: a
     row per value; ``batchnorm``: their setting), on CK+48 (10 subject folds); print the
@@ -212,8 +219,8 @@ def ckplus48(data, finetune_epochs, batchnorm, record):
         def store(results):
             # rows of other --finetune-epochs runs are kept: one run per setting is enough
             old = results.setdefault("benchmarks", {}).get("ckplus48_fitted", {})
-            kept = [r for r in old.get("tables", {}).get("fitted", {}).get("rows", [])
-                    if r[0] not in settings and r[1] == protocol]
+            kept = [r for r in unmeasured(old.get("tables", {}).get("fitted", {}).get("rows", []),
+                                          rows) if r[1] == protocol]
             # rows from before the date column: the day their run recorded
             kept = [r + [old["measured"][:10]] if len(r) < len(rows[0]) else r for r in kept]
             # the shipped row first, then by epochs
@@ -330,7 +337,7 @@ def record_clips(tables):
         old = bench.get("ckplus_videos", {}).get("tables", {})
         if "fitted" in own and "fitted" in old:
             rows = own["fitted"]["rows"]
-            kept = [r for r in old["fitted"]["rows"] if r[0] not in {new[0] for new in rows}]
+            kept = unmeasured(old["fitted"]["rows"], rows)
             own["fitted"] = {**own["fitted"], "rows": rows[:1] + kept + rows[1:]}
         bench["ckplus_videos"] = recorded_entry(
             "CK+ clips, end to end", command, {**old, **own})
