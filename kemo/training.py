@@ -324,6 +324,13 @@ class _Shuffled(keras.utils.PyDataset):
         self._order, self._current = self.order(self.epoch), self.epoch
         self.epoch += 1
 
+    def epoch_arrays(self, epoch):
+        """The batches of ``epoch`` (0-based), in order, joined into two arrays."""
+        self._order, self._current = self.order(epoch), epoch
+        self.epoch = epoch + 1
+        xs, ys = zip(*(self[i] for i in range(len(self))), strict=True)
+        return np.concatenate(xs), np.concatenate(ys)
+
     def __getitem__(self, index):
         rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
         x = self.x[rows]
@@ -454,7 +461,8 @@ def fit_classifier(
         distribute: Train data-parallel over every local device (GPUs, else the
             logical CPUs TensorFlow was given; ``tensorflow`` and ``jax`` backends), each
             batch split between them; the number used is recorded in the state.
-        callbacks: More Keras callbacks, run after the checkpoint of each epoch.
+        callbacks: More Keras callbacks, run after the checkpoint of each epoch (each epoch is
+            one ``fit`` call, so ``on_train_begin`` and ``on_train_end`` come every epoch).
         verbose: Keras progress-bar verbosity.
 
     Returns:
@@ -527,12 +535,16 @@ def fit_classifier(
             steps = [keras.callbacks.SwapEMAWeights()] if trainer.optimizer.use_ema else []
             if checkpoint_dir is not None:
                 steps.append(_Checkpoint(checkpoint_dir, state))
-            trainer.fit(
-                batches, shuffle=False,
-                validation_data=(x_val, keras.utils.to_categorical(y_val, classes)),
-                validation_batch_size=256, epochs=epochs, initial_epoch=state["epoch"],
-                callbacks=steps + list(callbacks), verbose=verbose,
-            )
+            validation = (x_val, keras.utils.to_categorical(y_val, classes))
+            # one fit per epoch, on that epoch's batches as arrays: fed as a PyDataset
+            # (tf.data from a Python generator) a step took twice as long on 2 CPU cores
+            for epoch in range(state["epoch"], epochs):
+                x_epoch, y_epoch = batches.epoch_arrays(epoch)
+                trainer.fit(x_epoch, y_epoch, batch_size=recipe.batch_size, shuffle=False,
+                            validation_data=validation, validation_batch_size=256,
+                            epochs=epoch + 1, initial_epoch=epoch,
+                            callbacks=steps + list(callbacks), verbose=verbose)
+                del x_epoch, y_epoch
         # fit leaves the averaged weights in the model at its end; a run found finished
         # (or saved between epochs) holds them in the optimiser only
         if trainer.optimizer.use_ema:

@@ -98,6 +98,11 @@ def test_shuffling_depends_on_seed_and_epoch_only():
     third = np.concatenate([resumed[i][1] for i in range(len(resumed))])
     np.testing.assert_array_equal(third, orders[2], err_msg="resumed epoch 3 order differs")
     assert not np.array_equal(orders[0], orders[1]), "two epochs in the same order"
+    # what fit_classifier trains on: each epoch's batches as two arrays, in the same order
+    for epoch, order in enumerate(orders):
+        images, labels = _Shuffled(x, y, 4, seed=1, epoch=0).epoch_arrays(epoch)
+        np.testing.assert_array_equal(labels, order, err_msg=f"epoch {epoch + 1} as arrays")
+        np.testing.assert_array_equal(images[:, 0], x[labels, 0])
     assert sorted(third.tolist()) == list(range(10)), "an epoch must see every image once"
 
 
