@@ -234,9 +234,9 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         # each epoch's order comes from the seed: Keras' own shuffling draws from global state
         batches = _Shuffled(x, target, int(self.batch_size), seed, epoch=0)
-        history = self.model_.fit(batches, epochs=int(self.epochs), shuffle=False,
-                                  class_weight=weights, verbose=self.verbose)
-        self.history_ = {k: [float(v) for v in values] for k, values in history.history.items()}
+        history = batches.fit(self.model_, int(self.epochs), class_weight=weights,
+                              verbose=self.verbose)
+        self.history_ = {k: [float(v) for v in values] for k, values in history.items()}
         return self
 
     def _build(self):
