@@ -342,10 +342,11 @@ class _Shuffled:
             dict: the Keras history of all the epochs, one list per metric.
         """
         history = {}
+        callbacks = [*options.pop("callbacks", ()), _Progress(epochs)]
         for epoch in range(initial_epoch, epochs):
             x, y = self.epoch_arrays(epoch)
-            done = model.fit(x, y, batch_size=self.batch_size, shuffle=False,
-                             epochs=epoch + 1, initial_epoch=epoch, **options)
+            done = model.fit(x, y, batch_size=self.batch_size, shuffle=False, epochs=epoch + 1,
+                             initial_epoch=epoch, callbacks=callbacks, **options)
             for name, values in done.history.items():
                 history.setdefault(name, []).extend(values)
         return history
@@ -375,6 +376,17 @@ class _Shuffled:
         else:
             x = lam * x + (1.0 - lam) * x[other]
         return x, (lam * y + (1.0 - lam) * y[other]).astype(y.dtype)
+
+
+class _Progress(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, counting the epochs of a whole run fed one epoch per ``fit``."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.total = epochs
+
+    def set_params(self, params):
+        super().set_params({**params, "epochs": self.total})
 
 
 @contextlib.contextmanager

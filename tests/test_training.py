@@ -72,6 +72,16 @@ def test_interrupted_run_resumes_on_its_schedule(tiny_data, tmp_path):
         "the resumed run did not continue from the saved optimiser step")
 
 
+def test_progress_counts_the_epochs_of_the_whole_run(tiny_data, capsys):
+    """Each epoch is its own Keras fit; the progress lines still count the run's epochs."""
+    x, y = tiny_data
+    recipe = dataclasses.replace(RECIPES["finetune"], batch_size=32)
+    fit_classifier(_tiny, x, y, x, y, recipe=recipe, epochs=2, checkpoint_dir=None, verbose=2)
+    printed = capsys.readouterr().out
+    assert "Epoch 1/2" in printed and "Epoch 2/2" in printed, printed
+    assert "Epoch 2/2" not in printed.split("Epoch 1/2")[0], "epochs out of order"
+
+
 def test_longer_cosine_run_is_refused_with_the_way_out(tiny_data, tmp_path):
     x, y = tiny_data
     recipe = dataclasses.replace(RECIPES["finetune"], batch_size=32)
