@@ -128,6 +128,7 @@ def run_row(name, args, done):
         # the median epoch: resumed runs log the first epoch after a restart with start-up costs
         "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
         "parameters": int(model.count_params()), "wall_seconds": round(time.time() - started),
+        "feed": "arrays",  # how batches reach Keras; see SLOW_FEED
         "machine": machine(),
     }
 
@@ -173,7 +174,7 @@ def table(results):
         cells = [f"`{name}`", r["what"], str(r["epochs"]), f"{100 * r['accuracy']:.2f}{delta}",
                  f"{100 * r['multi_crop']:.2f}", f"{100 * r['mean_class']:.2f}",
                  *(f"{100 * r['per_class'][c]:.1f}" for c in CLASS_NAMES),
-                 f"{r['seconds_per_epoch']:.0f}" + _elsewhere(r)]
+                 f"{r['seconds_per_epoch']:.0f}" + _elsewhere(r) + ("" if "feed" in r else " *")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -185,11 +186,18 @@ def _elsewhere(row):
 
 
 BEGIN, END = "<!-- study -->", "<!-- /study -->"
+#: The note under the table for rows timed (wholly or in part) before commit d487728.
+SLOW_FEED = ("\n\\* s/epoch measured, wholly or in part, before 2026-12-02 10:20, when the "
+             "batches reached Keras as a PyDataset (tf.data from a Python generator): a step "
+             "took 2.2x as long then as it does now (fed as arrays, commit d487728), so compare "
+             "those rows' s/epoch with each other, not with the others.\n")
 
 
 def section(results):
     """The model card's study section (between markers, so that a rerun replaces it)."""
     body = table(results) if results else "No row has finished yet.\n"
+    if any("feed" not in row for row in results.values()):
+        body += SLOW_FEED
     return f"""{BEGIN}
 ## What moves accuracy on this CPU
 

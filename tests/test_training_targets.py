@@ -209,6 +209,8 @@ def test_study_script_in_quick_mode(shared_data, tmp_path, capsys):
     assert "old" not in text and text.startswith("# card\n") and text.endswith("## after\n")
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert len(lines) == 2 + 4 and lines[2].startswith("| `base` |"), lines
+    assert all(row["feed"] == "arrays" for row in results.values())
+    assert " * |" not in text and "PyDataset" not in text, "no row timed with the old feed"
 
 
 def test_final_model_is_float32_whatever_the_training_precision(shared_data):
