@@ -62,9 +62,10 @@ def step_ms(args):
     """Milliseconds a training step takes, fed the ``args.one`` way (warm-up epoch excluded)."""
     import keras
 
+    from kemo._batches import _Shuffled
     from kemo.datasets import load_fer2013
     from kemo.models import ResNet10
-    from kemo.training import RECIPES, _optimizer, _Shuffled, _trainer, as_model_input
+    from kemo.training import RECIPES, _optimizer, _trainer, as_model_input
 
     recipe = dataclasses.replace(RECIPES["kemo"], warmup_epochs=1)
     n = args.steps * recipe.batch_size

@@ -209,7 +209,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         """
         import keras
 
-        from kemo.training import _Shuffled
+        from kemo._batches import _Shuffled
 
         self._check_params()
         x = to_sequences(X, self.frames, self.normalize)

@@ -95,7 +95,7 @@ def test_longer_cosine_run_is_refused_with_the_way_out(tiny_data, tmp_path):
 
 
 def test_shuffling_depends_on_seed_and_epoch_only():
-    from kemo.training import _Shuffled
+    from kemo._batches import _Shuffled
 
     x, y = np.arange(10.0)[:, None], np.arange(10)
     fresh = _Shuffled(x, y, 4, seed=1, epoch=0)
@@ -117,7 +117,7 @@ def test_shuffling_depends_on_seed_and_epoch_only():
 
 
 def test_alternative_images_are_drawn_half_the_time():
-    from kemo.training import _Shuffled
+    from kemo._batches import _Shuffled
 
     x, alt, y = np.zeros((4000, 1)), np.ones((4000, 1)), np.zeros(4000)
     data = _Shuffled(x, y, 4000, seed=0, epoch=0, x_alt=alt)

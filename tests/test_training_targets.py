@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from kemo import cli
+from kemo._batches import _Shuffled
 from kemo.datasets import load_fer2013
 from kemo.errors import InputError, WeightsError
 from kemo.models import ResNet10
 from kemo.targets import soft_targets, teacher_probabilities
-from kemo.training import RECIPES, _Shuffled, fit_classifier, train_fer2013
+from kemo.training import RECIPES, fit_classifier, train_fer2013
 
 
 def _batch(**mixing):
