@@ -28,13 +28,11 @@ class _Shuffled:
     (cutmix, Yun et al. 2019), and so are the targets, in the proportion of the mix.
     """
 
-    def __init__(self, x, y, batch_size, seed, epoch, x_alt=None, mixup=0.0, cutmix=0.0):
+    def __init__(self, x, y, batch_size, seed, x_alt=None, mixup=0.0, cutmix=0.0):
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
         self.x_alt = x_alt
         self.mixup, self.cutmix = mixup, cutmix
-        self.epoch = epoch  # the 0-based epoch whose order comes next
-        self._order = self.order(epoch)
-        self._current = epoch
+        self.start(0)
 
     def order(self, epoch):
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
@@ -42,14 +40,13 @@ class _Shuffled:
     def __len__(self):
         return int(np.ceil(len(self.x) / self.batch_size))
 
-    def on_epoch_begin(self):
-        self._order, self._current = self.order(self.epoch), self.epoch
-        self.epoch += 1
+    def start(self, epoch):
+        """Make ``self[i]`` give the batches of ``epoch`` (0-based)."""
+        self._order, self._epoch = self.order(epoch), epoch
 
     def epoch_arrays(self, epoch):
         """The batches of ``epoch`` (0-based), in order, joined into two arrays."""
-        self._order, self._current = self.order(epoch), epoch
-        self.epoch = epoch + 1
+        self.start(epoch)
         xs, ys = zip(*(self[i] for i in range(len(self))), strict=True)
         return np.concatenate(xs), np.concatenate(ys)
 
@@ -57,9 +54,9 @@ class _Shuffled:
         """Train ``model`` (compiled) on these batches, from ``initial_epoch`` to ``epochs``.
 
         One ``model.fit`` per epoch, on that epoch's batches as arrays (:meth:`epoch_arrays`),
-        in their order: fed as a PyDataset (tf.data from a Python generator), a step took
-        2.2x as long on 2 CPU cores. ``options`` go to every ``model.fit`` call (so callbacks
-        see ``on_train_begin`` and ``on_train_end`` every epoch).
+        in their order (the module docstring says why not a PyDataset). ``options`` go to
+        every ``model.fit`` call (so callbacks see ``on_train_begin`` and ``on_train_end``
+        every epoch).
 
         Returns:
             dict: the Keras history of all the epochs, one list per metric.
@@ -78,11 +75,11 @@ class _Shuffled:
         rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
         x = self.x[rows]
         if self.x_alt is not None:
-            pick = np.random.default_rng([self.seed, self._current, index]).random(len(rows)) < 0.5
+            pick = np.random.default_rng([self.seed, self._epoch, index]).random(len(rows)) < 0.5
             x[pick] = self.x_alt[rows[pick]]
         y = self.y[rows]
         if self.mixup or self.cutmix:
-            x, y = self._mix(x, y, np.random.default_rng([self.seed, self._current, index, 1]))
+            x, y = self._mix(x, y, np.random.default_rng([self.seed, self._epoch, index, 1]))
         return x, y
 
     def _mix(self, x, y, rng):

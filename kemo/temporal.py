@@ -233,7 +233,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         self.model_.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         # each epoch's order comes from the seed: Keras' own shuffling draws from global state
-        batches = _Shuffled(x, target, int(self.batch_size), seed, epoch=0)
+        batches = _Shuffled(x, target, int(self.batch_size), seed)
         history = batches.fit(self.model_, int(self.epochs), class_weight=weights,
                               verbose=self.verbose)
         self.history_ = {k: [float(v) for v in values] for k, values in history.items()}

@@ -77,6 +77,7 @@ class Recipe:
         if self.warp not in WARPS:
             raise InputError(f"warp must be one of {WARPS}; got {self.warp!r}")
 
+
 RECIPES = {
     "paper": Recipe(learning_rate=1e-4, batch_size=32),
     # a second, shorter cosine cycle from a trained model (a warm restart)
@@ -466,8 +467,7 @@ def fit_classifier(
                                  f"{classes} classes; got shape {y_train.shape} with row sums "
                                  f"{y_train.sum(axis=1).min():.3f}..{y_train.sum(axis=1).max():.3f}")
             batches = _Shuffled(x_train, y_train.astype(np.float32), recipe.batch_size, seed,
-                                state["epoch"], x_alt=x_alt, mixup=recipe.mixup,
-                                cutmix=recipe.cutmix)
+                                x_alt=x_alt, mixup=recipe.mixup, cutmix=recipe.cutmix)
             steps = [keras.callbacks.SwapEMAWeights()] if trainer.optimizer.use_ema else []
             if checkpoint_dir is not None:
                 steps.append(_Checkpoint(checkpoint_dir, state))

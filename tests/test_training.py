@@ -98,19 +98,19 @@ def test_shuffling_depends_on_seed_and_epoch_only():
     from kemo._batches import _Shuffled
 
     x, y = np.arange(10.0)[:, None], np.arange(10)
-    fresh = _Shuffled(x, y, 4, seed=1, epoch=0)
+    fresh = _Shuffled(x, y, 4, seed=1)
     orders = []
-    for _ in range(3):
-        fresh.on_epoch_begin()
+    for epoch in range(3):
+        fresh.start(epoch)
         orders.append(np.concatenate([fresh[i][1] for i in range(len(fresh))]))
-    resumed = _Shuffled(x, y, 4, seed=1, epoch=2)
-    resumed.on_epoch_begin()
+    resumed = _Shuffled(x, y, 4, seed=1)
+    resumed.start(2)
     third = np.concatenate([resumed[i][1] for i in range(len(resumed))])
     np.testing.assert_array_equal(third, orders[2], err_msg="resumed epoch 3 order differs")
     assert not np.array_equal(orders[0], orders[1]), "two epochs in the same order"
     # what fit_classifier trains on: each epoch's batches as two arrays, in the same order
     for epoch, order in enumerate(orders):
-        images, labels = _Shuffled(x, y, 4, seed=1, epoch=0).epoch_arrays(epoch)
+        images, labels = _Shuffled(x, y, 4, seed=1).epoch_arrays(epoch)
         np.testing.assert_array_equal(labels, order, err_msg=f"epoch {epoch + 1} as arrays")
         np.testing.assert_array_equal(images[:, 0], x[labels, 0])
     assert sorted(third.tolist()) == list(range(10)), "an epoch must see every image once"
@@ -120,7 +120,7 @@ def test_alternative_images_are_drawn_half_the_time():
     from kemo._batches import _Shuffled
 
     x, alt, y = np.zeros((4000, 1)), np.ones((4000, 1)), np.zeros(4000)
-    data = _Shuffled(x, y, 4000, seed=0, epoch=0, x_alt=alt)
+    data = _Shuffled(x, y, 4000, seed=0, x_alt=alt)
     share = float(data[0][0].mean())
     assert 0.45 < share < 0.55, f"aligned versions drawn for {share:.2%} of the images"
 
