@@ -10,6 +10,8 @@ found, and the peak against the shortest clip's, the baseline measured in the sa
 
 Streaming keeps the frames out of memory; what still grows with the length is what kemo keeps
 per frame. The goal of issue 17 is a 10-minute clip within 10 % of a 10-second one.
+``--via python`` measures the Python API instead of the command line:
+``VideoEmotionRecognizer().predict_proba([CLIP])``, the pretrained recogniser's probabilities.
 
 ``--record`` stores the table in ``docs/results.json`` (``benchmarks.predict_memory``) and
 ``docs/results.md``.
@@ -50,10 +52,24 @@ def compose(ck_clip, seconds, folder):
     return write_video(path, moving_face(crops, SIZE, int(seconds * FPS), seed=1), fps=FPS)
 
 
-def measure(clip, folder):
-    """Run ``kemo predict`` on ``clip``; return its peak MB, wall seconds and JSON result."""
+# --via python: the pretrained recogniser on one video, its result written like the command's,
+# with the peak of what tracemalloc sees (Python objects and NumPy arrays, not TensorFlow's or
+# OpenCV's own buffers): what kemo keeps, without the native noise of the resident peak
+API = ("import json, sys, tracemalloc; from kemo import VideoEmotionRecognizer; "
+       "rec = VideoEmotionRecognizer(); rec.face_preprocessor(); tracemalloc.start(); "
+       "proba = rec.predict_proba([sys.argv[1]])[0]; "
+       "traced = tracemalloc.get_traced_memory()[1] / 2**20; "
+       "json.dump({'videos': [{'probabilities': proba.tolist(), 'traced_mb': traced}]}, "
+       "open(sys.argv[2], 'w'))")
+API_NAME = "`VideoEmotionRecognizer().predict_proba([clip])`"
+
+
+def measure(clip, folder, via="cli"):
+    """Run ``kemo predict`` (or the API) on ``clip``; return peak MB, wall seconds, JSON result."""
     out = Path(folder) / f"{clip.stem}.json"
     command = [sys.executable, "-m", "kemo", "predict", str(clip), "--json", str(out)]
+    if via == "python":
+        command = [sys.executable, "-c", API, str(clip), str(out)]
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", PARENT, *command], capture_output=True,
                           text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
@@ -73,6 +89,8 @@ def main(argv=None):
                         help="clip lengths in seconds, the first is the baseline")
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs per clip; the largest peak and the shortest time are shown")
+    parser.add_argument("--via", choices=["cli", "python"], default="cli",
+                        help="the command line, or predict_proba of the pretrained recogniser")
     parser.add_argument("--record", action="store_true",
                         help="store the table in docs/results.json and docs/results.md")
     args = parser.parse_args(argv)
@@ -85,17 +103,24 @@ def main(argv=None):
         rows = []
         for seconds in args.seconds:
             clip = compose(ck_clip, seconds, folder)
-            runs = [measure(clip, folder) for _ in range(args.repeats)]
+            runs = [measure(clip, folder, args.via) for _ in range(args.repeats)]
             peak, wall = max(r[0] for r in runs), min(r[1] for r in runs)
             video = runs[0][2]
-            rows.append((seconds, video["frames_read"], video["faces_found"], peak, wall))
+            if args.via == "python":  # predict_proba does not tell the frames and faces
+                middle = [str(round(seconds * FPS)), f"{max(r[2]['traced_mb'] for r in runs):.1f}"]
+            else:
+                middle = [str(video["frames_read"]), str(video["faces_found"])]
+            rows.append((seconds, middle, peak, wall))
             print(f"composed {seconds:g} s: peak {peak:.0f} MB, {wall:.0f} s", flush=True)
             clip.unlink()
-    base = rows[0][3]
-    header = ["length", "frames read", "faces found", "peak MB", "against the first", "wall s"]
-    cells = [[f"{seconds:g} s", str(frames), str(faces), f"{peak:.0f}", f"{peak / base - 1:+.1%}",
-              f"{wall:.0f}"] for seconds, frames, faces, peak, wall in rows]
-    print(f"\n`kemo predict` on composed {SIZE[0]}x{SIZE[1]} clips, {FPS} frames/s "
+    base = rows[0][2]
+    middle = (["frames", "traced peak MB (Python and NumPy)"] if args.via == "python"
+              else ["frames read", "faces found"])
+    header = ["length", *middle, "peak MB", "against the first", "wall s"]
+    cells = [[f"{seconds:g} s", *middle, f"{peak:.0f}", f"{peak / base - 1:+.1%}", f"{wall:.0f}"]
+             for seconds, middle, peak, wall in rows]
+    what = API_NAME if args.via == "python" else "`kemo predict`"
+    print(f"\n{what} on composed {SIZE[0]}x{SIZE[1]} clips, {FPS} frames/s "
           f"(face from {ck_clip.name}); each run in a fresh process\n")
     for line in (header, ["---"] * len(header), *cells):
         print("| " + " | ".join(line) + " |")
@@ -107,17 +132,21 @@ def record(header, cells, args):
     """Store the table in docs/results.json (``benchmarks.predict_memory``) and results.md."""
     from reproduce import ROOT, recorded_entry, update_results
 
+    python = args.via == "python"
+    key = "predict_memory_python" if python else "predict_memory"
     entry = recorded_entry(
-        "Peak memory of kemo predict against the video's length",
+        f"Peak memory of {API_NAME if python else 'kemo predict'} against the video's length",
         "nice -n 10 python benchmarks/predict_memory.py --data ../shared/data "
-        f"--seconds {' '.join(f'{x:g}' for x in args.seconds)} --repeats {args.repeats} --record",
+        f"--seconds {' '.join(f'{x:g}' for x in args.seconds)} --repeats {args.repeats}"
+        + (" --via python" if python else "") + " --record",
         {"length": {"header": header, "rows": cells}})
 
     def store(results):
-        results.setdefault("benchmarks", {})["predict_memory"] = entry
+        results.setdefault("benchmarks", {})[key] = entry
 
     update_results(ROOT / "docs", store)
-    print("recorded in docs/results.json (benchmarks.predict_memory) and docs/results.md")
+    print(f"recorded in docs/results.json (benchmarks.{key}) and docs/results.md")
+
 
 if __name__ == "__main__":
     main()

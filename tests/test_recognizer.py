@@ -128,6 +128,22 @@ def test_pretrained_from_path_and_frame_array(videos, prep):
     assert rec.predict([path])[0] == int(np.argmax(from_path)), "predict is argmax"
 
 
+def test_pretrained_scores_each_video_apart(videos, prep):
+    """A list's rows match each video alone, past a failed video whose frames were scored."""
+    rec = VideoEmotionRecognizer(faces=prep, errors="skip")
+    paths = [videos / SHORT, videos / "S055_005_happiness.avi"]
+    alone = [rec.predict_proba([path])[0] for path in paths]
+    blank = np.full((4, 120, 160, 3), 128, np.uint8)  # read and scored, then no face: fails
+    with pytest.warns(RuntimeWarning, match="1 of 3 videos failed"):
+        together = rec.predict_proba([paths[0], blank, paths[1]])
+    assert np.isnan(together[1]).all(), f"the blank video's row {together[1]}"
+    np.testing.assert_allclose(together[[0, 2]], alone, atol=1e-5,
+                               err_msg="a video's row depends on its neighbours")
+    assert not np.allclose(alone[0], alone[1], atol=1e-3), "two clips scored alike"
+    analysed = rec.analyze(paths[1]).probabilities
+    np.testing.assert_allclose(together[2], analysed, atol=1e-5, err_msg="analyze disagrees")
+
+
 def test_pretrained_finds_happiness(faces, clips):
     happy = [f for f, y in zip(faces, clips[1], strict=True) if y == 3]
     labels = VideoEmotionRecognizer().predict(happy)

@@ -556,6 +556,9 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities of each video.
 
+        A pretrained recogniser scores each video's faces 512 frames at a time and keeps their
+        probabilities, not their crops, so memory does not grow with the videos' length.
+
         Args:
             X: list of videos (paths, frame arrays or VideoFaces).
 
@@ -566,16 +569,21 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         Raises:
             InputError, kemo.errors.VideoReadError, NoFaceError: with ``errors="raise"``.
         """
-        found, failures = self._find_faces(X)
+        scored = {}  # pretrained: video index -> its frame probabilities, a piece at a time
+
+        def score(part, index):  # the crops are dropped once scored: memory stays bounded
+            scored.setdefault(index, []).append(self._classifier().predict_proba(part.faces))
+            return part.without_faces()
+
+        found, failures = self._find_faces(X, reduce=None if self.is_trained else score)
         self.failures_ = report_failures(failures, len(found))
         out = np.full((len(found), len(self.classes_)), np.nan)
         ok = [i for i, f in enumerate(found) if f is not None]
         if ok and self.is_trained:
             out[ok] = self._trained_proba([found[i] for i in ok])
-        elif ok:  # pretrained: the frame probabilities pooled
-            frames = _batched(self._classifier().predict_proba, [found[i].faces for i in ok])
-            out[ok] = [self._pool(p, found[i].frame_indices, _video_fps(found[i].source))
-                       for i, p in zip(ok, frames, strict=True)]
+        for i in ok if not self.is_trained else ():  # pretrained: frame probabilities pooled
+            out[i] = self._pool(np.concatenate(scored[i]), found[i].frame_indices,
+                                _video_fps(found[i].source))
         return out
 
     def _pool(self, frame_proba, frame_indices, fps):
@@ -630,7 +638,7 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         classifier = self._classifier()
         scored = []
 
-        def score(part):  # pretrained: the probabilities and boxes are kept, not the crops
+        def score(part, index):  # pretrained: the probabilities and boxes are kept, not crops
             scored.append(classifier.predict_proba(part.faces))
             return part.without_faces()
 

@@ -20,11 +20,13 @@ def find_faces(videos, prep, errors, verbose, reduce=None):
         prep: the fitted FacePreprocessor (None when every video is a VideoFaces).
         errors: ``"raise"``, or ``"skip"`` to collect a failed video and go on.
         verbose: a progress bar over the videos.
-        reduce: None, or a function that takes a VideoFaces and returns what to keep of it
-            (e.g. its faces scored, then :meth:`~kemo.faces.VideoFaces.without_faces`). A
-            video found here, without a cache, goes to it a piece at a time
+        reduce: None, or a function ``reduce(faces, index)`` that takes a VideoFaces of the
+            video ``videos[index]`` and returns what to keep of it (e.g. its faces scored,
+            then :meth:`~kemo.faces.VideoFaces.without_faces`). A video found here, without a
+            cache, goes to it a piece at a time
             (:meth:`~kemo.faces.FacePreprocessor.iter_chunks`), so that its crops are never
-            all in memory at once; any other video goes to it whole.
+            all in memory at once; any other video goes to it whole. The index tells the
+            pieces of a video that failed half-way from those of the next.
 
     Returns:
         ``(list of VideoFaces, None for a failure; list of VideoFailure)``.
@@ -51,7 +53,7 @@ def find_faces(videos, prep, errors, verbose, reduce=None):
                 if isinstance(found, BaseException):
                     raise found
             elif reduce is not None and prep.cache_dir is None:
-                found = VideoFaces.concatenate([reduce(part) for part in
+                found = VideoFaces.concatenate([reduce(part, i) for part in
                                                 prep.iter_chunks(video)])
                 whole = None
             else:
@@ -66,7 +68,7 @@ def find_faces(videos, prep, errors, verbose, reduce=None):
                 raise NoFaceError(f"{name}: no face found in any of the {found.frames_read} "
                                   f"frames read{hint}")
             if whole is not None:
-                found = whole(found)
+                found = whole(found, i)
         except _SKIPPABLE as exc:
             if errors == "raise":
                 raise
