@@ -205,7 +205,10 @@ Each row trains a ResNet-10 from scratch for the same short budget on FER2013 Tr
 `base` row's settings with one change, scored on PublicTest (the number in brackets: the change
 against `base`). Short budgets favour what learns fast: a regulariser that loses here may still
 win in a long run. Per-class columns and multi-crop (five 2-px shifts, each with its mirror
-image) are with flip averaging. Rebuild with
+image) are with flip averaging. s/epoch is wall time on this machine's 2 shared cores: it
+swings by up to 2x with the machine and with the jobs beside a run. `stem_full` mostly trained
+beside memory benchmarks; quiet, one of its epochs took 417 s, against 100-102 s for the epochs
+of `long` (the `base` network) fed the same way. Rebuild with
 `python benchmarks/face_model_study.py --data DATA/fer2013` (resumable; the rows of `--rows`
 in their order, by default all in the order of this table).
 
