@@ -581,9 +581,10 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         ok = [i for i, f in enumerate(found) if f is not None]
         if ok and self.is_trained:
             out[ok] = self._trained_proba([found[i] for i in ok])
-        for i in ok if not self.is_trained else ():  # pretrained: frame probabilities pooled
-            out[i] = self._pool(np.concatenate(scored[i]), found[i].frame_indices,
-                                _video_fps(found[i].source))
+        elif ok:  # pretrained: each video's frame probabilities, pooled
+            for i in ok:
+                out[i] = self._pool(np.concatenate(scored[i]), found[i].frame_indices,
+                                    _video_fps(found[i].source))
         return out
 
     def _pool(self, frame_proba, frame_indices, fps):
