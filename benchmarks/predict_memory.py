@@ -13,8 +13,8 @@ per frame. The goal of issue 17 is a 10-minute clip within 10 % of a 10-second o
 ``--via python`` measures the Python API instead of the command line:
 ``VideoEmotionRecognizer().predict_proba([CLIP])``, the pretrained recogniser's probabilities.
 
-``--record`` stores the table in ``docs/results.json`` (``benchmarks.predict_memory``) and
-``docs/results.md``.
+``--record`` stores the table in ``docs/results.json`` (``benchmarks.predict_memory``, or
+``benchmarks.predict_memory_python`` with ``--via python``) and ``docs/results.md``.
 
 Usage (from the repository root)::
 
@@ -41,6 +41,11 @@ FPS = 30
 SIZE = (640, 360)
 
 
+def frames(seconds):
+    """The number of frames of a composed clip of ``seconds``."""
+    return int(seconds * FPS)
+
+
 def compose(ck_clip, seconds, folder):
     """Write a clip of ``seconds`` with the face of ``ck_clip`` moving; return its path."""
     from scenes import face_crops, moving_face
@@ -49,7 +54,7 @@ def compose(ck_clip, seconds, folder):
 
     crops = face_crops(read_frames(ck_clip)[1], face_width=160)
     path = Path(folder) / f"moving_{seconds}s.avi"
-    return write_video(path, moving_face(crops, SIZE, int(seconds * FPS), seed=1), fps=FPS)
+    return write_video(path, moving_face(crops, SIZE, frames(seconds), seed=1), fps=FPS)
 
 
 # --via python: the pretrained recogniser on one video, its result written like the command's,
@@ -107,18 +112,18 @@ def main(argv=None):
             peak, wall = max(r[0] for r in runs), min(r[1] for r in runs)
             video = runs[0][2]
             if args.via == "python":  # predict_proba does not tell the frames and faces
-                middle = [str(round(seconds * FPS)), f"{max(r[2]['traced_mb'] for r in runs):.1f}"]
+                counts = [str(frames(seconds)), f"{max(r[2]['traced_mb'] for r in runs):.1f}"]
             else:
-                middle = [str(video["frames_read"]), str(video["faces_found"])]
-            rows.append((seconds, middle, peak, wall))
+                counts = [str(video["frames_read"]), str(video["faces_found"])]
+            rows.append((seconds, counts, peak, wall))
             print(f"composed {seconds:g} s: peak {peak:.0f} MB, {wall:.0f} s", flush=True)
             clip.unlink()
     base = rows[0][2]
     middle = (["frames", "traced peak MB (Python and NumPy)"] if args.via == "python"
               else ["frames read", "faces found"])
     header = ["length", *middle, "peak MB", "against the first", "wall s"]
-    cells = [[f"{seconds:g} s", *middle, f"{peak:.0f}", f"{peak / base - 1:+.1%}", f"{wall:.0f}"]
-             for seconds, middle, peak, wall in rows]
+    cells = [[f"{seconds:g} s", *counts, f"{peak:.0f}", f"{peak / base - 1:+.1%}", f"{wall:.0f}"]
+             for seconds, counts, peak, wall in rows]
     what = API_NAME if args.via == "python" else "`kemo predict`"
     print(f"\n{what} on composed {SIZE[0]}x{SIZE[1]} clips, {FPS} frames/s "
           f"(face from {ck_clip.name}); each run in a fresh process\n")
@@ -129,7 +134,7 @@ def main(argv=None):
 
 
 def record(header, cells, args):
-    """Store the table in docs/results.json (``benchmarks.predict_memory``) and results.md."""
+    """Store the table in docs/results.json (``benchmarks.predict_memory[_python]``), results.md."""
     from reproduce import ROOT, recorded_entry, update_results
 
     python = args.via == "python"

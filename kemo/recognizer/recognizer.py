@@ -569,13 +569,8 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         Raises:
             InputError, kemo.errors.VideoReadError, NoFaceError: with ``errors="raise"``.
         """
-        scored = {}  # pretrained: video index -> its frame probabilities, a piece at a time
-
-        def score(part, index):  # the crops are dropped once scored: memory stays bounded
-            scored.setdefault(index, []).append(self._classifier().predict_proba(part.faces))
-            return part.without_faces()
-
-        found, failures = self._find_faces(X, reduce=None if self.is_trained else score)
+        score, scored = (None, None) if self.is_trained else self._scorer()
+        found, failures = self._find_faces(X, reduce=score)
         self.failures_ = report_failures(failures, len(found))
         out = np.full((len(found), len(self.classes_)), np.nan)
         ok = [i for i, f in enumerate(found) if f is not None]
@@ -586,6 +581,23 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
                 out[i] = self._pool(np.concatenate(scored[i]), found[i].frame_indices,
                                     _video_fps(found[i].source))
         return out
+
+    def _scorer(self):
+        """A ``reduce`` for :meth:`_find_faces` that scores faces as they are found (pretrained).
+
+        Returns:
+            ``(score, scored)``: ``score(part, index)`` appends the face model's probabilities
+            of a piece of video ``index`` to ``scored[index]`` (a list, in frame order) and
+            returns the piece without its crops, so memory does not grow with the video.
+        """
+        classifier = self._classifier()
+        scored = {}
+
+        def score(part, index):
+            scored.setdefault(index, []).append(classifier.predict_proba(part.faces))
+            return part.without_faces()
+
+        return score, scored
 
     def _pool(self, frame_proba, frame_indices, fps):
         """A face's video probabilities from its frame probabilities (``pooling``)."""
@@ -637,17 +649,11 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         if tracks not in ("main", "all"):
             raise InputError(f"tracks must be 'main' or 'all', got {tracks!r}")
         classifier = self._classifier()
-        scored = []
-
-        def score(part, index):  # pretrained: the probabilities and boxes are kept, not crops
-            scored.append(classifier.predict_proba(part.faces))
-            return part.without_faces()
-
-        found = self._find_faces([video], select="all", errors="raise",
-                                 reduce=None if self.is_trained else score)[0][0]
+        score, scored = (None, None) if self.is_trained else self._scorer()
+        found = self._find_faces([video], select="all", errors="raise", reduce=score)[0][0]
         groups = found.track_rows()
         own = None
-        frame_proba = None if self.is_trained else np.concatenate(scored)  # of every face
+        frame_proba = None if self.is_trained else np.concatenate(scored[0])  # of every face
         if tracks == "main":  # only the main face goes through the trained networks
             main = groups[0]
             found, groups = found.subset(main), [np.arange(len(main))]
