@@ -39,7 +39,7 @@ setup(
         "dev": [
             "pytest>=7",
             "nbmake>=1.4",
-            "pytest-xdist>=3.5",  # pyproject.toml's addopts run the tests in two processes
+            "pytest-xdist>=3.6",  # pyproject.toml's addopts run the tests in two processes
             "ruff>=0.4",
             "hypothesis>=6",
             "ipykernel>=6",
