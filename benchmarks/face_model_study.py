@@ -208,7 +208,8 @@ win in a long run. Per-class columns and multi-crop (five 2-px shifts, each with
 image) are with flip averaging. s/epoch is wall time on this machine's 2 shared cores: it
 swings by up to 2x with the machine and with the jobs beside a run. `stem_full` mostly trained
 beside memory benchmarks; quiet, one of its epochs took 417 s, against 100-102 s for the epochs
-of `long` (the `base` network) fed the same way. Rebuild with
+of `long` (the `base` network) fed the same way; `width_1` (the same computation as
+`stem_full`) trained beside full CI runs, its quietest epochs 830-860 s. Rebuild with
 `python benchmarks/face_model_study.py --data DATA/fer2013` (resumable; the rows of `--rows`
 in their order, by default all in the order of this table).
 

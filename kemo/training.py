@@ -703,19 +703,31 @@ def train_fer2013(
     return model, state
 
 
-def export_weights(model, path, *, dtype="float16"):
+def export_weights(model, path, *, dtype="float16", options=None):
     """Write ``model``'s weights as a small ``.weights.h5`` file for shipping.
 
     Weights are rounded to ``dtype`` (float16 halves the file; Keras casts them
     back to float32 on loading). The file is written atomically.
+
+    Args:
+        model: The model.
+        path: Where to write, ending in ``.weights.h5``.
+        dtype: Precision of the stored floating-point weights.
+        options: Builder arguments the weights need (e.g. ``{"width": 0.5, "stem": "full"}``),
+            stored in the file so that the builder rebuilds that shape
+            (:func:`kemo.weights.builder_options`); by default a ResNet-10's own
+            (:func:`kemo.models.resnet10.shape_options`).
 
     Returns:
         The sha256 of the written file.
     """
     import h5py
 
-    from kemo.weights import sha256
+    from kemo.models.resnet10 import shape_options
+    from kemo.weights import OPTIONS_ATTR, sha256
 
+    if options is None:
+        options = shape_options(model)
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"path must end in .weights.h5; received {str(path)!r}")
@@ -736,5 +748,7 @@ def export_weights(model, path, *, dtype="float16"):
                     dst.create_dataset(key, data=value).attrs.update(obj.attrs)
 
             dst.attrs.update(src.attrs)
+            if options:
+                dst.attrs[OPTIONS_ATTR] = json.dumps(options)
             src.visititems(copy)
     return sha256(path)

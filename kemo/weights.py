@@ -89,6 +89,9 @@ class WeightsInfo:
         card: File name of the model card in ``kemo.shipped``, or ``None``.
         md5: Published md5 of a file without a published sha256.
         cache_subdir: Folder under the Keras home where the file is cached.
+        options: Builder arguments that the weights need, beyond the defaults, e.g.
+            ``{"width": 0.5, "stem": "full"}`` for a narrower ResNet-10 (see
+            :func:`builder_options`).
     """
 
     name: str
@@ -108,6 +111,7 @@ class WeightsInfo:
     card: str | None = None
     md5: str | None = None
     cache_subdir: str = "models"
+    options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for key in ("name", "architecture", "filename"):
@@ -457,6 +461,50 @@ def _write_record(path, digest):
 
 
 # --------------------------------------------------------------------------- loading
+
+
+#: HDF5 attribute of an exported ``.weights.h5`` file holding its builder options (JSON).
+OPTIONS_ATTR = "kemo_builder_options"
+
+
+def builder_options(weights, architecture):
+    """The builder arguments that ``weights`` need, e.g. ``{"width": 0.5, "stem": "full"}``.
+
+    A registered entry gives its :attr:`WeightsInfo.options`; a ``.weights.h5`` file the
+    options that :func:`kemo.training.export_weights` wrote into it. Files without them
+    (the shipped ``fer2013_resnet10``, Keras 2 files, whole ``.keras`` models) give ``{}``:
+    the builder's defaults.
+
+    Args:
+        weights: A registered name or a file path.
+        architecture: Builder name the weights must fit.
+
+    Returns:
+        dict.
+    """
+    info = lookup(weights, architecture)
+    if info is not None:
+        return dict(info.options)
+    if zipfile.is_zipfile(weights):
+        return {}
+    import h5py
+
+    try:
+        with h5py.File(weights, "r") as f:
+            stored = f.attrs.get(OPTIONS_ATTR)
+    except OSError as exc:
+        raise WeightsError(f"{weights}: not an HDF5 or .keras weights file ({exc})") from exc
+    if stored is None:
+        return {}
+    try:
+        options = json.loads(stored)
+    except (TypeError, ValueError):
+        options = None
+    if not isinstance(options, dict):
+        raise WeightsError(f"{weights}: its {OPTIONS_ATTR} attribute is not a JSON object "
+                           f"({stored!r}); export the model again with "
+                           "kemo.training.export_weights")
+    return options
 
 
 def load_into(model, weights, architecture, *, head=(), aliases=None):

@@ -582,14 +582,18 @@ def fer_run(shared_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("fer") / "run"
     printed = io.StringIO()
     with redirect_stdout(printed):
+        # a narrow full-stem net without random crops: the shape travels with the export
         code = cli.main(["train", "fer2013", "--data", str(shared_data / "fer2013"),
-                         "--epochs", "1", "--limit", "64", "--out", str(run), "-q"])
+                         "--epochs", "1", "--limit", "64", "--out", str(run), "-q",
+                         "--width", "0.5", "--stem", "full", "--shift", "0", "--zoom", "0"])
     assert code == 0, printed.getvalue()
     return run, _lines(printed.getvalue())[-1]
 
 
 def test_train_fer2013_says_how_to_use_the_model(fer_run):
     run, last = fer_run
+    recipe = json.loads((run / "state.json").read_text())["recipe"]
+    assert (recipe["shift"], recipe["zoom"], recipe["rotation"]) == (0.0, 0.0, 10.0), recipe
     weights = run / "fer2013_resnet10.weights.h5"
     assert f"kemo predict VIDEO --weights {weights}" in last, f"the last line says how: {last}"
     assert f"VideoEmotionRecognizer(weights='{weights}')" in last, f"and from Python: {last}"

@@ -231,8 +231,30 @@ def test_final_model_is_float32_whatever_the_training_precision(shared_data):
             np.testing.assert_allclose(a, np.asarray(b, np.float32), atol=1e-6)
 
 
-def test_other_shapes_refuse_weights_files():
-    with pytest.raises(ValueError, match="own .keras file"):
+def test_exported_weights_rebuild_their_own_shape(tmp_path):
+    from kemo.models.resnet10 import shape_options
+    from kemo.training import export_weights
+    from kemo.weights import builder_options
+
+    narrow = ResNet10(input_shape=(48, 48, 1), width=0.5, stem="full")
+    path = tmp_path / "narrow.weights.h5"
+    export_weights(narrow, path)
+    assert builder_options(str(path), "ResNet10") == {"width": 0.5, "stem": "full"}
+    again = ResNet10(input_shape=(48, 48, 1), weights=str(path))
+    assert again.get_layer("conv1").output.shape == (None, 48, 48, 32), "stride 1, width 0.5"
+    faces = np.random.default_rng(0).random((4, 48, 48, 1), np.float32)
+    np.testing.assert_allclose(again.predict(faces, verbose=0), narrow.predict(faces, verbose=0),
+                               atol=1e-3)  # float16 storage
+    with pytest.raises(ValueError, match="width 0.5; received width=1.0"):
+        ResNet10(input_shape=(48, 48, 1), width=1.0, weights=str(path))
+    with pytest.raises(ValueError, match="stem full; received stem='small'"):
+        ResNet10(input_shape=(48, 48, 1), stem="small", weights=str(path))
+    # the shipped file records nothing: width 1 and a strided stem
+    assert shape_options(ResNet10(input_shape=(48, 48, 1))) == {}
+    assert builder_options("fer2013_resnet10", "ResNet10") == {}
+    with pytest.raises(ValueError, match="received stem='full'"):
+        ResNet10(input_shape=(48, 48, 1), stem="full", weights="fer2013_resnet10")
+    with pytest.raises(ValueError, match="received width=0.5"):
         ResNet10(input_shape=(48, 48, 1), width=0.5, weights="fer2013_resnet10")
 
 

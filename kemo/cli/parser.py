@@ -144,6 +144,18 @@ def build_parser():
                      help="cutmix: paste a rectangle of another training image, targets mixed "
                      "by area, Beta(ALPHA, ALPHA), e.g. 1.0; with --mixup each batch takes one "
                      "(default 0: off)")
+    fer.add_argument("--shift", type=_probability, metavar="F",
+                     help="random shifts of up to this fraction of the face (default: the "
+                     "recipe's, 0.1 for kemo and finetune; 0: no random crops)")
+    fer.add_argument("--zoom", type=_probability, metavar="F",
+                     help="random zooms of up to this fraction (default: the recipe's, 0.1 for "
+                     "kemo and finetune; 0: no random crops)")
+    fer.add_argument("--width", type=_width, default=1.0, metavar="W",
+                     help="multiplier of the ResNet-10's widths 64-512 for a new model "
+                     "(default 1, the shipped width)")
+    fer.add_argument("--stem", choices=("small", "full"), default="small",
+                     help="stem of a new model: small (3x3/2, the shipped one; default) or full "
+                     "(3x3/1: the first stage at 48 px, 4x the computation)")
     fer.add_argument("--warp", choices=("chained", "single"), default="chained",
                      help="how rotation, shift and zoom are applied: chained (Keras's three "
                      "layers, three resamplings; default, as the shipped model was trained) or "
@@ -376,6 +388,13 @@ def _protocol(text):
 
 def _probability(text):
     return _number(text, 0.0, 1.0, "a number in [0, 1)")
+
+
+def _width(text):
+    value = _number(text, 0.0, 4.0, "a width multiplier in (0, 4)")
+    if value == 0.0:
+        raise argparse.ArgumentTypeError(f"expected a width multiplier in (0, 4), got {text!r}")
+    return value
 
 
 def _nonnegative(text):

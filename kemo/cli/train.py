@@ -22,13 +22,17 @@ def run_train_fer2013(args):
     from kemo.weights import RUN_EXPORT
 
     out = Path(args.out)
-    recipe = dataclasses.replace(RECIPES[args.recipe], erasing=args.erasing, ema=args.ema,
-                                 mixup=args.mixup, cutmix=args.cutmix, warp=args.warp)
+    recipe = RECIPES[args.recipe]
+    crops = {name: value for name, value in (("shift", args.shift), ("zoom", args.zoom))
+             if value is not None}  # unset: the recipe's own
+    recipe = dataclasses.replace(recipe, erasing=args.erasing, ema=args.ema, mixup=args.mixup,
+                                 cutmix=args.cutmix, warp=args.warp, **crops)
     model, state = train_fer2013(args.data, recipe=recipe, epochs=args.epochs,
                                  checkpoint_dir=out, seed=args.seed, precision=args.precision,
                                  limit=args.limit, init=args.init, aligned=args.aligned,
                                  ferplus=args.ferplus, teachers=args.teacher or (),
-                                 teacher_weight=args.teacher_weight, distribute=args.distribute,
+                                 teacher_weight=args.teacher_weight, width=args.width,
+                                 stem=args.stem, distribute=args.distribute,
                                  verbose=0 if args.quiet else 2)
     weights = out / RUN_EXPORT
     digest = export_weights(model, weights)

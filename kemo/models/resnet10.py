@@ -49,7 +49,7 @@ def ResNet10(
     name="resnet10",
     stem=None,
     dropout=0.5,
-    width=1.0,
+    width=None,
 ):
     """Build a ResNet-10 with the paper's 512-d ``fc1`` feature layer.
 
@@ -77,10 +77,12 @@ def ResNet10(
             96 px and up), ``"small"`` (3x3/2 convolution, no pool, for
             48-64 px faces) or ``"full"`` (3x3/1 convolution: the first stage at the
             input resolution, 4x the computation of ``"small"``). ``None`` picks
-            ``"imagenet"`` or ``"small"`` by input size.
+            ``"imagenet"`` or ``"small"`` by input size, or the one the weights were
+            trained with.
         dropout: Dropout rate between ``fc1`` and ``predictions``.
         width: Multiplier of the stem and stage widths (64, 128, 256, 512); ``fc1``
-            stays 512-d. The registered weights are of width 1.
+            stays 512-d. ``None``: the weights' own width
+            (:func:`kemo.weights.builder_options`), else 1.
 
     Returns:
         A ``keras.Model``.
@@ -102,12 +104,11 @@ def ResNet10(
     if stem not in (None, "imagenet", "small", "full"):
         raise ValueError(
             f"stem must be None, 'imagenet', 'small' or 'full'; received stem={stem!r}")
-    if not isinstance(width, (int, float)) or not 0.0 < width <= 4.0:
+    if width is not None and (not isinstance(width, (int, float)) or not 0.0 < width <= 4.0):
         raise ValueError(f"width must be in (0, 4]; received width={width!r}")
-    if weights is not None and (width != 1.0 or stem == "full"):
-        raise ValueError(f"weights files and entries hold the shipped ResNet-10 (width 1, "
-                         f"3x3/2 stem); a model of width={width!r}, stem={stem!r} loads from its "
-                         f"own .keras file (keras.saving.load_model); received weights={weights!r}")
+    if weights is not None:
+        width, stem = _weights_shape(weights, width, stem)
+    width = 1.0 if width is None else width
     widths = [max(8, int(round(w * width))) for w in (64, *WIDTHS)]
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); received dropout={dropout!r}")
@@ -144,3 +145,48 @@ def ResNet10(
     model = keras.Model(inputs, x, name=name)
     load_builder_weights(model, weights, architecture="ResNet10", head=("predictions",))
     return model
+
+
+def _weights_shape(weights, width, stem):
+    """``(width, stem)`` of ``weights`` (stored with them, else the shipped shape); refuse others.
+
+    A full stem has the same kernels as a strided one, so only the stored options tell
+    them apart; a width that differs would also fail the shape check on loading.
+    """
+    from kemo.weights import builder_options
+
+    stored = builder_options(weights, "ResNet10")
+    have = {"width": stored.get("width", 1.0), "stem": stored.get("stem")}
+    for key, value in (("width", width), ("stem", stem)):
+        differs = value is not None and value != have[key]
+        if key == "stem" and have["stem"] is None:
+            differs = value == "full"  # no record: the shipped 3x3/2 (or 7x7/2) stem
+        if differs:
+            shown = have[key] or "strided (3x3/2 or 7x7/2)"
+            raise ValueError(f"weights {weights!r} hold a ResNet-10 of {key} {shown}; received "
+                             f"{key}={value!r} (leave {key} unset to use theirs)")
+    return have["width"], stem if stem is not None else have["stem"]
+
+
+def shape_options(model):
+    """The builder options that rebuild ``model``'s shape, beyond the shipped ResNet-10's.
+
+    ``{}`` for width 1 with a strided stem (and for models without ResNet-10 layers), else
+    e.g. ``{"width": 0.5, "stem": "full"}``: what :func:`kemo.training.export_weights`
+    stores with a model's weights.
+    """
+    names = {layer.name for layer in model.layers}
+    if not {"conv1", "stage4_conv2"} <= names:
+        return {}
+    conv1 = model.get_layer("conv1")
+    # the widest stage gives the finest multiplier; rounding must give back every width
+    width = model.get_layer("stage4_conv2").filters / WIDTHS[-1]
+    widths = [model.get_layer(n).filters
+              for n in ("conv1", *(f"stage{i}_conv2" for i in range(1, 5)))]
+    if widths != [max(8, int(round(w * width))) for w in (64, *WIDTHS)]:
+        raise ValueError(f"{model.name}: widths {widths} are not a ResNet-10's at any one "
+                         "width multiplier")
+    options = {} if width == 1.0 else {"width": width}
+    if tuple(conv1.strides) == (1, 1):
+        options["stem"] = "full"
+    return options
