@@ -52,17 +52,22 @@ def main(argv=None):
                         help="cache of FER2013 as kemo aligns it (kemo.training."
                         "realigned_fer2013): the card then gives PublicTest accuracy on "
                         "kemo's aligned crops beside the raw ones")
+    parser.add_argument("--name", default=NAME,
+                        help=f"registry name of the weights (default {NAME}; a model of "
+                        "another shape or training gets a new name, so that recognisers saved "
+                        "with the old one keep their features)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR,
                         help="folder for the weights, entry and card (default: weights/; "
                         "another folder for a dry run)")
     args = parser.parse_args(argv)
-    out = args.out
+    out, name = args.out, args.name
 
     from kemo import weights as registry
     from kemo.classifier import FaceEmotionClassifier
     from kemo.datasets import CLASS_NAMES, load_fer2013
     from kemo.evaluation import evaluate
     from kemo.models import ResNet10
+    from kemo.models.resnet10 import WIDTHS, shape_options
     from kemo.training import (
         as_model_input,
         evaluate_images,
@@ -83,17 +88,18 @@ def main(argv=None):
     last = last_model(args.run)
     train = load_fer2013(args.data, subset="Training")
     model = final_model(last, as_model_input(train.images) / 255.0)
-    path = out / f"{NAME}.weights.h5"
-    digest = export_weights(model, path)
+    options = shape_options(model)
+    path = out / f"{name}.weights.h5"
+    digest = export_weights(model, path, options=options)
 
     info = registry.WeightsInfo(
-        name=NAME, architecture="ResNet10", filename=path.name, sha256=digest, shipped=True,
+        name=name, architecture="ResNet10", filename=path.name, sha256=digest, shipped=True,
         input_shape=(48, 48, 1), color="gray", scale=1 / 255, classes=7,
-        class_names=CLASS_NAMES, include_top=True, card=f"{NAME}.md",
+        class_names=CLASS_NAMES, include_top=True, card=f"{name}.md", options=options,
     )
     registry.register(info, replace=True)
     # a dry run (--out elsewhere) scores its own file; the real one, the registered entry
-    shipped_as = NAME if out == WEIGHTS_DIR else str(path)
+    shipped_as = name if out == WEIGHTS_DIR else str(path)
 
     val = load_fer2013(args.data, subset="PublicTest")
     started = time.time()
@@ -111,7 +117,7 @@ def main(argv=None):
     for label, trained in (("last epoch, training BatchNorm statistics", last),
                            (f"best PublicTest epoch ({state['best']['epoch']}), training "
                             "BatchNorm statistics", best)):
-        plain = ResNet10(input_shape=(48, 48, 1))
+        plain = ResNet10(input_shape=(48, 48, 1), **options)
         plain.set_weights(trained.get_weights())
         ablation[label] = [evaluate_images(plain, x_val, val.labels, flip=f)[0]
                            for f in (True, False)]
@@ -126,17 +132,18 @@ def main(argv=None):
         + sum(s["epoch"] for s in stages),
     }
     entry = {**info.to_dict(), "metrics": metrics}
-    (out / f"{NAME}.entry.json").write_text(json.dumps(entry, indent=2) + "\n")
+    (out / f"{name}.entry.json").write_text(json.dumps(entry, indent=2) + "\n")
 
     fig = report.plot_confusion_matrix(title="kemo ResNet-10, FER2013 PublicTest (flip TTA)")
-    fig.savefig(out / f"{NAME}_confusion.png", dpi=110, bbox_inches="tight")
+    fig.savefig(out / f"{name}_confusion.png", dpi=110, bbox_inches="tight")
 
     confusion = "\n".join(
         f"| {name} | " + " | ".join(str(int(v)) for v in row) + " |"
         for name, row in zip(CLASS_NAMES, report.confusion, strict=True)
     )
     commands = "\n\n".join([f"    {p['command']}" for p in previous] + [
-        f"    {_command(s, f)}" for s, f in zip(stages, folders, strict=True)])
+        f"    {_command(s, f, options if i == 0 else {})}"
+        for i, (s, f) in enumerate(zip(stages, folders, strict=True))])
     recipes = "; ".join([f"`{p['recipe']}` ({p['epochs']} epochs)" for p in previous] + [
         f"`{_recipe_name(s)}` ({s['epoch']} epochs{_extras(s)})" for s in stages])
     wall = sum(p["wall_seconds"] for p in previous) + sum(s["wall_seconds"] for s in stages)
@@ -162,7 +169,7 @@ def main(argv=None):
             f"| kemo's aligned crops of the same images | {100 * cut:.2f} % |\n")
         metrics["fer2013_publictest_aligned_accuracy"] = round(float(cut), 4)
         metrics["fer2013_publictest_aligned_raw_accuracy"] = round(float(raw), 4)
-        (out / f"{NAME}.entry.json").write_text(
+        (out / f"{name}.entry.json").write_text(
             json.dumps({**info.to_dict(), "metrics": metrics}, indent=2) + "\n")
     notes = "".join(
         f"\nNote on stage {i + 1}: {s['note']}. From then on it followed exactly the\n"
@@ -175,11 +182,19 @@ def main(argv=None):
         f"{100 * h.get('val_accuracy', float('nan')):.2f} |"
         for stage, s in enumerate(stages) for h in s["history"]
     )
-    card = f"""# Model card: `{NAME}`
+    widths = [max(8, int(round(w * options.get("width", 1.0)))) for w in WIDTHS]
+    stem = "3x3/1 stem" if options.get("stem") == "full" else "3x3/2 stem"
+    crops = (f"shift {state['recipe']['shift']}, zoom {state['recipe']['zoom']}"
+             if state["recipe"]["shift"] or state["recipe"]["zoom"] else "no random crops")
+    staging = ("each later stage starts from the previous stage's best PublicTest epoch "
+               "(`best.keras`; 3,589 images) or, from stage 4, from the weights stage 3 "
+               "exported; " if len(all_epochs) > 1 else "")
+    card = f"""# Model card: `{name}`
 
-kemo's default per-face emotion model, used by `kemo.FaceEmotionClassifier()` and
-`kemo predict`. A ResNet-10 (Simon et al. 2016: stem + four one-block residual stages,
-widths 64-512) with the paper's 512-d `fc1` before the classifier, on 48x48 grayscale faces.
+A per-face emotion model of kemo (`kemo.FaceEmotionClassifier(weights="{name}")`). A
+ResNet-10 (Simon et al. 2016: {stem} + four one-block residual stages, widths
+{widths[0]}-{widths[-1]}) with the paper's 512-d `fc1` before the classifier, on 48x48
+grayscale faces.
 
 | | |
 |---|---|
@@ -189,15 +204,13 @@ widths 64-512) with the paper's 512-d `fc1` before the classifier, on 48x48 gray
 | input | 48x48x1 gray, pixels / 255 |
 | classes | {", ".join(CLASS_NAMES)} (FER2013 order) |
 | training data | FER2013 Training (28,709 images; with `--aligned`, each image drawn raw \
-or as kemo's detector and aligner cut it, with equal chance); each later stage starts from the \
-previous stage's best PublicTest epoch (`best.keras`; 3,589 images) or, from stage 4, from the \
-weights stage 3 exported; the shipped weights are the last epoch of the last stage, with \
-BatchNorm statistics recomputed on the Training images without augmentation \
-(`kemo.training.recalibrate_batchnorm`) |
+or as kemo's detector and aligner cut it, with equal chance); {staging}the shipped weights are \
+the last epoch of the last stage, with BatchNorm statistics recomputed on the Training images \
+without augmentation (`kemo.training.recalibrate_batchnorm`) |
 | PrivateTest | never read: it is measured independently |
 | recipe | {recipes}; see `kemo.training.RECIPES`: SGD with Nesterov momentum 0.9, cosine \
 learning rate (warm-up to 0.05 for `kemo`, restart at 0.01 for `finetune`), batch 128, weight \
-decay 5e-4, label smoothing 0.1; flip, rotation 10 deg, shift 0.1, zoom 0.1 |
+decay 5e-4, label smoothing 0.1; flip, rotation {state['recipe']['rotation']:g} deg, {crops} |
 | precision | {state['precision']} training, float32 inference |
 | epochs | {" + ".join(str(e) for e in all_epochs)} (shipped: the last) |
 | training wall time | {wall / 60:.0f} min on 2 CPU cores (shared with other work) |
@@ -211,7 +224,7 @@ Retrain from scratch (each stage resumes from its folder if interrupted):
 
 then write this card and the weights entry:
 
-    python benchmarks/fer2013_model_card.py runs/{Path(folders[-1]).name} --data DATA
+    python benchmarks/fer2013_model_card.py runs/{Path(folders[-1]).name} --data DATA --name {name}
 
 A QUICK variant of these commands (256 images, one epoch) runs in CI: `tests/test_training.py`.
 {notes}
@@ -249,7 +262,7 @@ Inference on 3,589 faces, both passes: {seconds:.1f} s on this machine.
 |---|{"---|" * len(CLASS_NAMES)}
 {confusion}
 
-![confusion matrix]({NAME}_confusion.png)
+![confusion matrix]({name}_confusion.png)
 
 ## Training history
 
@@ -260,7 +273,7 @@ Inference on 3,589 faces, both passes: {seconds:.1f} s on this machine.
     from reproduce import render_markdown  # the speed table, from docs/results.json
 
     results = Path(__file__).resolve().parents[1] / "docs" / "results.json"
-    (out / f"{NAME}.md").write_text(render_markdown(card, json.loads(results.read_text())))
+    (out / f"{name}.md").write_text(render_markdown(card, json.loads(results.read_text())))
     print(card)
     print(json.dumps(metrics, indent=2))
 
@@ -293,14 +306,25 @@ def _extras(state):
     return "".join(f", {p}" for p in parts if p)
 
 
-def _command(state, folder):
-    """The ``kemo train`` command line that reproduces one run (written to ``runs/<folder>``)."""
+def _command(state, folder, options):
+    """The ``kemo train`` command line that reproduces one run (written to ``runs/<folder>``).
+
+    ``options``: the shape of a new model (``--width``, ``--stem``); a stage that starts from
+    another (``--init``) takes that one's shape.
+    """
+    from kemo.training import RECIPES
+
     words = ["kemo train fer2013 --data DATA", f"--epochs {state['epochs']}",
              f"--precision {state['precision']}", f"--seed {state['seed']}"]
     if "init" in state:
         init = Path(state["init"])
         words += ["--recipe finetune", f"--init runs/{init.parent.name}/{init.name}"]
+    else:
+        words += [f"--{key} {value}" for key, value in options.items()]
     recipe = state["recipe"]
+    named = RECIPES[_recipe_name(state)]
+    words += [f"--{key} {recipe[key]:g}" for key in ("shift", "zoom")
+              if recipe[key] != getattr(named, key)]
     if recipe.get("erasing"):
         words.append(f"--erasing {recipe['erasing']}")
     if recipe.get("ema"):

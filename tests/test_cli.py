@@ -573,6 +573,15 @@ def test_small_face_size_option(shared_data, tmp_path, capsys):
 # ----------------------------------------------------------------------------- trained face model
 
 
+@pytest.mark.parametrize("option", [["--width", "0"], ["--width", "5"], ["--stem", "tiny"],
+                                    ["--shift", "-0.1"]])
+def test_train_fer2013_refuses_bad_shapes_and_crops(option, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "fer2013", "--data", str(tmp_path), *option])
+    assert exit_.value.code == 2
+    assert option[0] in capsys.readouterr().err, "the message names the option"
+
+
 @pytest.fixture(scope="module")
 def fer_run(shared_data, tmp_path_factory):
     """A (tiny) `kemo train fer2013` run: its folder and the command's last output line."""
