@@ -303,9 +303,11 @@ def _load(weights):
             from kemo.features import load_keras_file
 
             model = load_keras_file(path)
-        else:  # weights only: the architecture is the shipped model's, which `kemo train` trains
-            model = models.ResNet10(weights=str(path), input_shape=default.input_shape,
-                                    classes=default.classes)
+        else:  # weights only: a ResNet-10 (of the shape stored with them) or an ensemble
+            stored = registry.builder_options(str(path), "ResNet10")
+            builder = models.FaceEnsemble if "members" in stored else models.ResNet10
+            model = builder(weights=str(path), input_shape=default.input_shape,
+                            classes=default.classes)
         # fed like the shipped model; the sha256 identifies the file in saved recognisers
         info = dataclasses.replace(default, name=str(path), filename=path.name,
                                    sha256=registry.sha256(path), input_shape=model.input_shape[1:],

@@ -715,15 +715,15 @@ def export_weights(model, path, *, dtype="float16", options=None):
         dtype: Precision of the stored floating-point weights.
         options: Builder arguments the weights need (e.g. ``{"width": 0.5, "stem": "full"}``),
             stored in the file so that the builder rebuilds that shape
-            (:func:`kemo.weights.builder_options`); by default a ResNet-10's own
-            (:func:`kemo.models.resnet10.shape_options`).
+            (:func:`kemo.weights.builder_options`); by default the model's own
+            (:func:`kemo.models.ensemble.shape_options`).
 
     Returns:
         The sha256 of the written file.
     """
     import h5py
 
-    from kemo.models.resnet10 import shape_options
+    from kemo.models.ensemble import shape_options
     from kemo.weights import OPTIONS_ATTR, sha256
 
     if options is None:

@@ -10,6 +10,7 @@ builder            default input    feature taps (layer name: size)
 =================  ===============  =========================================
 ``VGGFace``        224x224x3        ``fc6``: 4096 (``fc6_relu`` after ReLU)
 ``ResNet10``       150x150x3        ``fc1``: 512
+``FaceEnsemble``   48x48x1          ``fc1``: 512 x members
 ``C3D``            16x112x112x3     ``fc6``, ``fc7``: 4096
 ``BiResidualLSTM`` 128x4096         ``features``: 2 x units
 =================  ===============  =========================================
@@ -20,10 +21,11 @@ from kemo._tensorflow import import_quietly
 
 import_quietly()
 
-from kemo.models import augment, c3d, lstm, resnet10, vggface
+from kemo.models import augment, c3d, ensemble, lstm, resnet10, vggface
 from kemo.models.augment import RandomAffine
 from kemo.models.c3d import C3D, clip_windows
 from kemo.models.c3d import preprocess_input as c3d_preprocess_input
+from kemo.models.ensemble import FaceEnsemble
 from kemo.models.lstm import BiResidualLSTM, MaskedTimePooling
 from kemo.models.resnet10 import ResNet10
 from kemo.models.vggface import VGGFace
@@ -32,6 +34,7 @@ from kemo.models.vggface import preprocess_input as vggface_preprocess_input
 __all__ = [
     "VGGFace",
     "ResNet10",
+    "FaceEnsemble",
     "C3D",
     "BiResidualLSTM",
     "MaskedTimePooling",
@@ -41,6 +44,7 @@ __all__ = [
     "c3d_preprocess_input",
     "augment",
     "c3d",
+    "ensemble",
     "lstm",
     "resnet10",
     "vggface",
