@@ -59,3 +59,25 @@ def test_ensemble_arguments_are_checked(members):
     pooled = FaceEnsemble(members=[{}, {"width": 0.5}], include_top=False, pooling="avg",
                           input_shape=(48, 48, 1))
     assert pooled.output.shape == (None, 512 + 256), "the members' pooled features"
+
+
+def test_recogniser_reads_faces_with_an_ensemble(members, shared_data, tmp_path):
+    """An exported ensemble serves a recogniser as the shipped model does: labels and fc1."""
+    from kemo.datasets import CLASS_NAMES, load_ckplus
+    from kemo.faces import VideoFaces
+    from kemo.recognizer import VideoEmotionRecognizer
+
+    path = tmp_path / "ensemble.weights.h5"
+    export_weights(from_members(members), path)
+    ck = load_ckplus(shared_data, kind="ckplus48")
+    starts = np.sort(np.unique(ck.seq_ids, return_index=True)[1])
+    picked = [s for name in ("Happy", "Surprise")
+              for s in starts[ck.labels[starts] == CLASS_NAMES.index(name)][:4]]
+    videos = [VideoFaces.from_faces(ck.images[s:s + 3], source=ck.seq_ids[s]) for s in picked]
+    labels = ck.labels[picked]
+    rec = VideoEmotionRecognizer(weights=str(path), cv=2).fit(videos, labels)
+    proba = rec.predict_proba(videos)
+    assert proba.shape == (8, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert np.mean(rec.predict(videos) == labels) >= 0.75, "fitted on these very sequences"
+    pretrained = VideoEmotionRecognizer(weights=str(path)).predict(videos)
+    assert np.mean(pretrained == labels) >= 0.75, "the shipped member reads Happy and Surprise"

@@ -3,7 +3,7 @@
 import numpy as np
 
 from kemo.errors import InputError
-from kemo.recognizer.networks import _TAPS
+from kemo.recognizer.networks import _TAPS, _is_face_classifier
 from kemo.timeline import POOLINGS
 
 #: What a batch does with a video that fails: raise at once, or skip it and report it.
@@ -48,9 +48,10 @@ def check_params(rec):
     if registry.model_file(rec.weights) is None:  # a file is checked when it loads
         _check_weights_name("weights", rec.weights, registry)
         info = registry.get(rec.weights)
-        if info.architecture != "ResNet10" or not info.classes:
-            raise InputError(f"weights {rec.weights!r} are not a face classifier (ResNet10 "
-                             f"with a classifier top); use e.g. 'fer2013_resnet10'")
+        if not _is_face_classifier(info):
+            raise InputError(f"weights {rec.weights!r} are not a face classifier (a ResNet10 "
+                             f"or FaceEnsemble with a classifier top); use e.g. "
+                             f"'fer2013_resnet10'")
     names = (rec.weights,) if rec.features is None else rec.features
     if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
         raise InputError(f"features must be a non-empty list of registered weights names, "

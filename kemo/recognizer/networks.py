@@ -7,7 +7,9 @@ import numpy as np
 
 # Frame-feature tap of each architecture (the paper: VGG-Face fc6, ResNet-10 fc1). The
 # paper's fc6 is Caffe's blob, which its in-place ReLU overwrites: fc6_relu here.
-_TAPS = {"VGGFace": "fc6_relu", "ResNet10": "fc1"}
+_TAPS = {"VGGFace": "fc6_relu", "ResNet10": "fc1", "FaceEnsemble": "fc1"}
+#: Architectures of face classifiers: one ResNet-10, or an ensemble of them.
+FACE_ARCHITECTURES = ("ResNet10", "FaceEnsemble")
 
 
 def _shared(maxsize):
@@ -77,7 +79,7 @@ def _file_stamp(weights):
 
 def _is_face_classifier(info):
     """Whether registered weights are a face classifier: features from its ``fc1``."""
-    return info.architecture == "ResNet10" and bool(info.classes)
+    return info.architecture in FACE_ARCHITECTURES and bool(info.classes)
 
 
 def _batched(function, stacks):
