@@ -1,6 +1,8 @@
 """FacePreprocessor: videos to stacks of aligned faces, its scikit-learn contract and its cache."""
 
+import shutil
 import time
+from pathlib import Path
 
 import cv2
 import keras
@@ -121,6 +123,18 @@ def test_cache_is_reused_without_detection(tmp_path, clips):
     other.transform(clips[:1])
     assert other.detector_.calls == 3, "other settings, other key: detection runs"
     assert len(list((tmp_path / "cache").iterdir())) == 3, "one more file, no temporary left"
+
+
+def test_cache_hit_names_the_video_asked_for(tmp_path, clips):
+    # the key is the content, so a copy under another name reads the same cache file
+    settings = {"n_frames": 2, "out_size": 48, "cache_dir": tmp_path / "cache"}
+    FacePreprocessor(**settings).fit().transform(clips[:1])
+    copy = tmp_path / f"copy{Path(clips[0]).suffix}"
+    shutil.copyfile(clips[0], copy)
+    prep = FacePreprocessor(**settings).fit()
+    (found,) = prep.transform([copy])
+    assert prep.detector_.calls == 0, "the copy must hit the cache"
+    assert found.source == str(copy), f"a cache hit must name the video asked for: {found.source}"
 
 
 def test_unreadable_cache_file_is_recomputed(tmp_path, clips):

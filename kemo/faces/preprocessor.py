@@ -372,6 +372,8 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
                 if cache_file.is_file():
                     try:
                         result = VideoFaces.load(cache_file)
+                        # the key is the content: the file may have filled it under another name
+                        result.source = None if isinstance(video, np.ndarray) else str(video)
                     except (OSError, ValueError, KeyError) as err:
                         warnings.warn(
                             f"ignoring unreadable cache file {cache_file} ({err}); recomputing",
