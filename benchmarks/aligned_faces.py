@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from kemo.weights import DEFAULT_WEIGHTS
+
 
 def detect(images, upscale):
     """Upscaled images and the most confident detection of each (None where none)."""
@@ -50,7 +52,7 @@ def main(argv=None):
     parser.add_argument("--subset", default="PublicTest", choices=("Training", "PublicTest"))
     parser.add_argument("--n", type=int, default=1200, help="first N images of the subset")
     parser.add_argument("--upscale", type=int, default=192, help="side of the upscaled images")
-    parser.add_argument("--weights", default="fer2013_resnet10", help="face model")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="face model")
     parser.add_argument("--grid", action="store_true", help="score a grid of eye geometries")
     args = parser.parse_args(argv)
 

@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from kemo.weights import DEFAULT_WEIGHTS
+
 
 def best_rate(function, faces, repeats):
     function(faces[:32])  # warm-up: model loaded, functions traced
@@ -58,7 +60,7 @@ def variant_rates(faces, repeats):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="FER2013 location (file or folder)")
-    parser.add_argument("--weights", default="fer2013_resnet10", help="face model")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="face model")
     parser.add_argument("--n", type=int, default=None,
                         help="faces per pass (default: all 3,589 PublicTest faces)")
     parser.add_argument("--repeats", type=int, default=3)

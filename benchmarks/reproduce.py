@@ -344,7 +344,7 @@ def table1(data_root, cfg, cache, out, log, shipped=None):
 
     # ResNet-10: the shipped weights, scored now (the file may have been replaced).
     t = time.time()
-    info = registry.get("fer2013_resnet10")
+    info = registry.get(registry.DEFAULT_WEIGHTS)
     if shipped is None:
         proba = FaceEmotionClassifier().predict_proba(x_val)
         shipped = ({"accuracy": evaluate(y_val, proba, labels=range(7)).accuracy,
@@ -1256,10 +1256,10 @@ def run_seed(args, cfg, sets, shipped, log):
     log(f"seed {cfg.seed}")
     text1, fer_per_class, res1, vgg, shipped = table1(args.data, cfg, args.cache, args.out, log,
                                                       shipped)
-    resnet_info = registry.get("fer2013_resnet10")
+    resnet_info = registry.get(registry.DEFAULT_WEIGHTS)
     networks = {
-        "resnet": ("resnet", functools.partial(ResNet10, weights="fer2013_resnet10"), "fc1",
-                   "fer2013_resnet10", resnet_info.sha256),
+        "resnet": ("resnet", functools.partial(ResNet10, weights=registry.DEFAULT_WEIGHTS), "fc1",
+                   registry.DEFAULT_WEIGHTS, resnet_info.sha256),
         "vgg": ("vgg", vgg, "fc6", scale01, res1["vgg_style"]["run_dir"]),
     }
     if res1["vggface"]["present"]:

@@ -10,10 +10,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from kemo._tensorflow import import_quietly
 from kemo.datasets import CLASS_NAMES, FER2013_TRAINING_COUNTS
 from kemo.errors import InputError, WeightsError
+from kemo.weights import DEFAULT_WEIGHTS
 
 import_quietly()  # before fit first imports Keras
 
-DEFAULT_WEIGHTS = "fer2013_resnet10"
 #: The power ``class_balance="auto"`` uses on a model of the 7 FER2013 classes (chosen on
 #: PublicTest; see :class:`FaceEmotionClassifier`).
 AUTO_CLASS_BALANCE = 0.5

@@ -55,6 +55,8 @@ from kemo.errors import InputError, WeightsError
 ENV_DIR = "KEMO_WEIGHTS"
 
 COLORS = ("rgb", "bgr", "gray")
+#: The face model everything uses unless told otherwise (classifier, recogniser, CLI).
+DEFAULT_WEIGHTS = "fer2013_resnet10"
 
 #: ITU-R BT.601 luma weights, used to turn RGB into gray.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

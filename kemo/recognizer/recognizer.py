@@ -38,6 +38,7 @@ from kemo.recognizer.persistence import _LinearModel
 from kemo.recognizer.results import TrackResult, VideoAnalysis
 from kemo.recognizer.videos import _check_video_list, _video_fps, find_faces, report_failures
 from kemo.timeline import DEFAULT_POOLING
+from kemo.weights import DEFAULT_WEIGHTS
 
 __all__ = ["VideoEmotionRecognizer"]
 
@@ -165,7 +166,7 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         >>> VideoEmotionRecognizer.load("my_model").predict(paths)  # doctest: +SKIP
     """
 
-    def __init__(self, weights="fer2013_resnet10", features=None, faces=None, C=1.0,
+    def __init__(self, weights=DEFAULT_WEIGHTS, features=None, faces=None, C=1.0,
                  calibration="sigmoid", cv=3, c3d=None, lstm=None, fusion_weights=None,
                  fusion_cv=5, flip=True, flip_margin=0.4, batch_size=256,
                  errors="raise", random_state=0,
