@@ -10,7 +10,6 @@ from pathlib import Path
 
 from kemo._files import write_atomic
 from kemo.errors import InputError, KemoError
-from kemo.weights import DEFAULT_WEIGHTS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
@@ -67,7 +66,8 @@ def recognizer_for(args, errors="raise"):
     if getattr(args, "model", None):
         rec = VideoEmotionRecognizer.load(args.model)
     else:
-        rec = VideoEmotionRecognizer(weights=getattr(args, "weights", None) or DEFAULT_WEIGHTS)
+        weights = getattr(args, "weights", None)
+        rec = VideoEmotionRecognizer(weights=weights) if weights else VideoEmotionRecognizer()
     rec.set_params(faces=face_options(rec.face_preprocessor(), args), errors=errors)
     if getattr(args, "pooling", None):
         rec.set_params(pooling=args.pooling)
