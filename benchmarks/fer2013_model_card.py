@@ -302,6 +302,10 @@ def _extras(state):
     recipe = state["recipe"]
     parts = [f"random erasing {recipe['erasing']}" if recipe.get("erasing") else "",
              f"weight EMA {recipe['ema']}" if recipe.get("ema") else "",
+             f"mixup {recipe['mixup']}" if recipe.get("mixup") else "",
+             f"cutmix {recipe['cutmix']}" if recipe.get("cutmix") else "",
+             "rotation, shift and zoom in one resampling (`--warp single`)"
+             if recipe.get("warp") == "single" else "",
              "aligned faces mixed in" if state.get("aligned") else ""]
     return "".join(f", {p}" for p in parts if p)
 
@@ -325,13 +329,16 @@ def _command(state, folder, options):
     named = RECIPES[_recipe_name(state)]
     words += [f"--{key} {recipe[key]:g}" for key in ("shift", "zoom")
               if recipe[key] != getattr(named, key)]
-    if recipe.get("erasing"):
-        words.append(f"--erasing {recipe['erasing']}")
-    if recipe.get("ema"):
-        words.append(f"--ema {recipe['ema']}")
+    words += [f"--{key} {recipe[key]}" for key in ("erasing", "ema", "mixup", "cutmix")
+              if recipe.get(key)]
+    if recipe.get("warp", "chained") != "chained":
+        words.append(f"--warp {recipe['warp']}")
     if state.get("aligned"):
         words.append("--aligned runs/fer2013_aligned.npz")
     words.append(f"--out runs/{Path(folder).name}")
+    if state.get("targets"):  # the run's state names its soft targets by digest only
+        words.append(f"  # with the --ferplus / --teacher options that made its soft targets "
+                     f"(sha256 {state['targets'][:12]}...)")
     return " ".join(words)
 
 

@@ -16,17 +16,11 @@ from kemo.errors import InputError, one_line
 
 def run_train_fer2013(args):
     """Run ``kemo train fer2013``: train the face model, export its weights."""
-    import dataclasses
-
-    from kemo.training import RECIPES, export_weights, train_fer2013
+    from kemo.training import export_weights, train_fer2013
     from kemo.weights import RUN_EXPORT
 
     out = Path(args.out)
-    recipe = RECIPES[args.recipe]
-    crops = {name: value for name, value in (("shift", args.shift), ("zoom", args.zoom))
-             if value is not None}  # unset: the recipe's own
-    recipe = dataclasses.replace(recipe, erasing=args.erasing, ema=args.ema, mixup=args.mixup,
-                                 cutmix=args.cutmix, warp=args.warp, **crops)
+    recipe = recipe_from_args(args)
     model, state = train_fer2013(args.data, recipe=recipe, epochs=args.epochs,
                                  checkpoint_dir=out, seed=args.seed, precision=args.precision,
                                  limit=args.limit, init=args.init, aligned=args.aligned,
@@ -43,6 +37,18 @@ def run_train_fer2013(args):
     print(f"use it: kemo predict VIDEO --weights {weights}  (Python: "
           f"VideoEmotionRecognizer(weights={str(weights)!r}))")
     return EXIT_OK
+
+
+def recipe_from_args(args):
+    """The :class:`kemo.training.Recipe` that ``kemo train fer2013`` options ask for."""
+    import dataclasses
+
+    from kemo.training import RECIPES
+
+    crops = {name: value for name, value in (("shift", args.shift), ("zoom", args.zoom))
+             if value is not None}  # unset: the recipe's own
+    return dataclasses.replace(RECIPES[args.recipe], erasing=args.erasing, ema=args.ema,
+                               mixup=args.mixup, cutmix=args.cutmix, warp=args.warp, **crops)
 
 
 def check_train_videos(args):
