@@ -61,6 +61,7 @@ def main(argv=None):
                         "another folder for a dry run)")
     args = parser.parse_args(argv)
     out, name = args.out, args.name
+    out.mkdir(parents=True, exist_ok=True)
 
     from kemo import weights as registry
     from kemo.classifier import FaceEmotionClassifier
@@ -153,6 +154,13 @@ def main(argv=None):
 
     study_file = Path(__file__).resolve().parents[1] / "weights" / "fer2013_study.json"
     study = section(json.loads(study_file.read_text()) if study_file.is_file() else {})
+    speed = SPEED
+    if name != registry.DEFAULT_WEIGHTS:  # the recorded speed and study are the default's
+        speed = (f"\n## Speed\n\n`python benchmarks/face_model_speed.py --data DATA --weights "
+                 f"{name}` measures it; the recorded figures and the study are in the card of "
+                 f"the default model, [{registry.DEFAULT_WEIGHTS}.md]"
+                 f"({registry.DEFAULT_WEIGHTS}.md).\n")
+        study = ""
     aligned_rows = ""
     if args.aligned is not None:
         faces, found = realigned_fer2013(args.data, args.aligned, "PublicTest")
@@ -248,7 +256,7 @@ same run without it):
 Paper (VGG-Face fine-tuned, Table I): 71.01 %; the `fer` package's bundled mini-Xception:
 65.4 % on PrivateTest (a different split of the same test set).
 Inference on 3,589 faces, both passes: {seconds:.1f} s on this machine.
-{SPEED}{aligned_rows}
+{speed}{aligned_rows}
 {study}
 ## Per-class accuracy (with flip averaging)
 

@@ -47,6 +47,19 @@ def test_reproduces_model_card_publictest_accuracy(publictest_proba, publictest)
         f"PublicTest accuracy {accuracy:.4f}, card says {card['fer2013_publictest_accuracy']}")
 
 
+def test_second_shipped_model_reproduces_its_card(publictest):
+    """``fer2013_resnet10_v2`` (opt-in, 2.8 MB): its card's PublicTest figures, with flip
+    averaging and without, from the registered file through the public classifier."""
+    card = registry.get("fer2013_resnet10_v2").metrics
+    for flip, key in ((True, "fer2013_publictest_accuracy"),
+                      (False, "fer2013_publictest_accuracy_noflip")):
+        clf = FaceEmotionClassifier(weights="fer2013_resnet10_v2", flip=flip)
+        accuracy = float(np.mean(clf.predict(publictest.images) == publictest.labels))
+        assert abs(accuracy - card[key]) <= 0.005, f"flip={flip}: {accuracy:.4f}, card {card[key]}"
+    assert card["fer2013_publictest_accuracy"] > registry.get(
+        registry.DEFAULT_WEIGHTS).metrics["fer2013_publictest_accuracy"], "the better model"
+
+
 def test_class_balance_lifts_rare_classes_on_real_faces(publictest_proba, publictest):
     """Post-hoc logit adjustment, the model card's figures: on FER2013 PublicTest, power 0.5
     lifts Disgust (56 faces) and the mean per-class accuracy, and costs no overall accuracy."""
