@@ -162,6 +162,9 @@ def main(argv=None):
                  f"({registry.DEFAULT_WEIGHTS}.md).\n")
         study = ""
     aligned_rows = ""
+    card_command = (f"python benchmarks/fer2013_model_card.py runs/{Path(folders[-1]).name} "
+                    f"--data DATA --name {name}"
+                    + (f" --aligned runs/{args.aligned.name}" if args.aligned else ""))
     if args.aligned is not None:
         faces, found = realigned_fer2013(args.data, args.aligned, "PublicTest")
         shipped = FaceEmotionClassifier(weights=shipped_as)
@@ -194,9 +197,9 @@ def main(argv=None):
     stem = "3x3/1 stem" if options.get("stem") == "full" else "3x3/2 stem"
     crops = (f"shift {state['recipe']['shift']}, zoom {state['recipe']['zoom']}"
              if state["recipe"]["shift"] or state["recipe"]["zoom"] else "no random crops")
-    staging = ("each later stage starts from the previous stage's best PublicTest epoch "
-               "(`best.keras`; 3,589 images) or, from stage 4, from the weights stage 3 "
-               "exported; " if len(all_epochs) > 1 else "")
+    staging = ("each later stage starts from the model its command names (`--init`: an "
+               "earlier stage's best PublicTest epoch, `best.keras`, chosen on PublicTest's "
+               "3,589 images, or its exported weights); " if len(all_epochs) > 1 else "")
     card = f"""# Model card: `{name}`
 
 A per-face emotion model of kemo (`kemo.FaceEmotionClassifier(weights="{name}")`). A
@@ -232,7 +235,7 @@ Retrain from scratch (each stage resumes from its folder if interrupted):
 
 then write this card and the weights entry:
 
-    python benchmarks/fer2013_model_card.py runs/{Path(folders[-1]).name} --data DATA --name {name}
+    {card_command}
 
 A QUICK variant of these commands (256 images, one epoch) runs in CI: `tests/test_training.py`.
 {notes}
@@ -343,8 +346,13 @@ def _command(state, folder, options):
         words.append(f"--warp {recipe['warp']}")
     if state.get("aligned"):
         words.append("--aligned runs/fer2013_aligned.npz")
+    soft = state.get("soft_targets", {})
+    if soft.get("ferplus"):
+        words.append(f"--ferplus {soft['ferplus']:g}")
+    if soft.get("teachers"):
+        words += ["--teacher", *soft["teachers"], f"--teacher-weight {soft['teacher_weight']:g}"]
     words.append(f"--out runs/{Path(folder).name}")
-    if state.get("targets"):  # the run's state names its soft targets by digest only
+    if state.get("targets") and not soft:  # runs from before "soft_targets": a digest only
         words.append(f"  # with the --ferplus / --teacher options that made its soft targets "
                      f"(sha256 {state['targets'][:12]}...)")
     return " ".join(words)

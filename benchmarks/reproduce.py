@@ -348,11 +348,12 @@ def table1(data_root, cfg, cache, out, log, shipped=None):
     if shipped is None:
         proba = FaceEmotionClassifier().predict_proba(x_val)
         shipped = ({"accuracy": evaluate(y_val, proba, labels=range(7)).accuracy,
-                    "n": len(y_val), "sha256": info.sha256, "seconds": time.time() - t},
+                    "n": len(y_val), "sha256": info.sha256, "name": info.name,
+                    "seconds": time.time() - t},
                    evaluate(y_val, proba, labels=range(7)))
     results["resnet10"], reports["ResNet-10 (shipped)"] = shipped
     acc = results["resnet10"]["accuracy"]
-    rows.append(["ResNet-10, kemo's shipped `fer2013_resnet10`", pct(acc), len(y_val),
+    rows.append([f"ResNet-10, kemo's shipped `{info.name}`", pct(acc), len(y_val),
                  PAPER_TABLE1["resnet10"],
                  f"48x48 gray, trained on FER2013 Training (see weights/{info.card}); weights "
                  f"sha256 {info.sha256[:12]}..., scored live with flip averaging"])
@@ -974,10 +975,11 @@ def summarise(seed_runs, cfg, seeds_planned, command, runtime, wall):
     t1rows = []
     res = [run["table1"] for run in seed_runs]
     s, dep = over_seeds("table1", "resnet10", [r["resnet10"]["accuracy"] for r in res])
-    t1rows.append({"key": "resnet10", "label": "ResNet-10, kemo's shipped `fer2013_resnet10`",
+    name = res[0]["resnet10"].get("name", "fer2013_resnet10")  # runs before "name": the first
+    t1rows.append({"key": "resnet10", "label": f"ResNet-10, kemo's shipped `{name}`",
                    "accuracy": s, "seed_dependent": dep, "images": res[0]["resnet10"]["n"],
                    "paper": PAPER_TABLE1["resnet10"],
-                   "note": "48x48 gray, trained on FER2013 Training (weights/fer2013_resnet10.md);"
+                   "note": f"48x48 gray, trained on FER2013 Training (weights/{name}.md);"
                            f" sha256 {res[0]['resnet10']['sha256'][:12]}..., flip averaging"})
     v = res[0]["vgg_style"]
     s, dep = over_seeds("table1", "vgg_style", [r["vgg_style"]["accuracy"] for r in res])
@@ -1212,8 +1214,11 @@ def render_markdown(text, results):
                      text)
 
 
-#: The shipped model's card, relative to the checkout: it has generated blocks too (its speed).
-CARD = Path("weights") / "fer2013_resnet10.md"
+#: The default model's card, relative to the checkout: it has generated blocks too (its speed).
+#: (kemo.weights holds numpy only: importing it here keeps --render-docs light.)
+from kemo.weights import DEFAULT_WEIGHTS  # noqa: E402
+
+CARD = Path("weights") / f"{DEFAULT_WEIGHTS}.md"
 
 
 def write_docs(docs, section):

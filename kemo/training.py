@@ -685,10 +685,13 @@ def train_fer2013(
         recipe=recipe, epochs=epochs, checkpoint_dir=checkpoint_dir, seed=seed,
         precision=precision, x_alt=x_alt, distribute=distribute, verbose=verbose,
     )
-    if init is not None:
+    if init is not None:  # the model card follows this to the first stage
         state["init"] = str(init)
-        if checkpoint_dir is not None:  # the model card follows this to the first stage
-            _write_json_atomic(state, Path(checkpoint_dir) / "state.json")
+    if sources:  # the state's "targets" is a digest: the model card spells these
+        state["soft_targets"] = {"ferplus": ferplus, "teachers": [str(t) for t in teachers],
+                                 "teacher_weight": teacher_weight if teachers else 0.0}
+    if checkpoint_dir is not None and (init is not None or sources):
+        _write_json_atomic(state, Path(checkpoint_dir) / "state.json")
     model = final_model(model, x_train)
     state["publictest"] = {
         "accuracy": evaluate_images(model, x_val, y_val, flip=False)[0],

@@ -40,24 +40,29 @@ def publictest_proba(clf, publictest):
 
 
 def test_reproduces_model_card_publictest_accuracy(publictest_proba, publictest):
-    card = registry.get("fer2013_resnet10").metrics
+    card = registry.get(registry.DEFAULT_WEIGHTS).metrics
     predicted = publictest_proba.argmax(axis=1)
     accuracy = float(np.mean(predicted == publictest.labels))
     assert abs(accuracy - card["fer2013_publictest_accuracy"]) <= 0.005, (
         f"PublicTest accuracy {accuracy:.4f}, card says {card['fer2013_publictest_accuracy']}")
 
 
-def test_second_shipped_model_reproduces_its_card(publictest):
-    """``fer2013_resnet10_v2`` (opt-in, 2.8 MB): its card's PublicTest figures, with flip
-    averaging and without, from the registered file through the public classifier."""
-    card = registry.get("fer2013_resnet10_v2").metrics
+@pytest.mark.parametrize("name", ["fer2013_resnet10", "fer2013_resnet10_v2"])
+def test_earlier_shipped_models_reproduce_their_cards(publictest, name):
+    """The models that were the default, or offered beside it, before ``fer2013_resnet10_v3``
+    (still shipped: recognisers saved with their features need them): their cards' PublicTest
+    figures, with flip averaging and without, through the public classifier; the default
+    beats both in mean per-class accuracy (v2 is level overall on FER2013's crops, 68.29
+    against 68.21 %; the default's gain is on kemo's aligned faces, pinned in test_training)."""
+    card = registry.get(name).metrics
     for flip, key in ((True, "fer2013_publictest_accuracy"),
                       (False, "fer2013_publictest_accuracy_noflip")):
-        clf = FaceEmotionClassifier(weights="fer2013_resnet10_v2", flip=flip)
+        clf = FaceEmotionClassifier(weights=name, flip=flip)
         accuracy = float(np.mean(clf.predict(publictest.images) == publictest.labels))
         assert abs(accuracy - card[key]) <= 0.005, f"flip={flip}: {accuracy:.4f}, card {card[key]}"
-    assert card["fer2013_publictest_accuracy"] > registry.get(
-        registry.DEFAULT_WEIGHTS).metrics["fer2013_publictest_accuracy"], "the better model"
+    default = registry.get(registry.DEFAULT_WEIGHTS).metrics
+    assert default["fer2013_publictest_mean_class_accuracy"] > card[
+        "fer2013_publictest_mean_class_accuracy"], "the default is better per class"
 
 
 def test_class_balance_lifts_rare_classes_on_real_faces(publictest_proba, publictest):
@@ -74,8 +79,8 @@ def test_class_balance_lifts_rare_classes_on_real_faces(publictest_proba, public
         return per_class, np.mean(predicted == y)
 
     (classes0, overall0), (classes1, overall1) = recall(plain), recall(balanced)
-    assert classes1[1] >= classes0[1] + 0.15, f"Disgust {classes0[1]:.3f} -> {classes1[1]:.3f}"
-    assert classes1.mean() >= classes0.mean() + 0.02, (classes0.mean(), classes1.mean())
+    assert classes1[1] >= classes0[1] + 0.10, f"Disgust {classes0[1]:.3f} -> {classes1[1]:.3f}"
+    assert classes1.mean() >= classes0.mean() + 0.015, (classes0.mean(), classes1.mean())
     assert overall1 >= overall0 - 0.005, (overall0, overall1)
     with pytest.raises(InputError, match="class_balance"):
         FaceEmotionClassifier(class_balance=-1).predict_proba(publictest.images[:2])
@@ -89,7 +94,7 @@ def test_class_balance_lifts_rare_classes_on_real_faces(publictest_proba, public
 
 def test_class_balance_chosen_on_publictest_helps_on_ckplus48(clf, shared_data):
     """The power 0.5 was chosen on FER2013 PublicTest; CK+48's posed faces (other people,
-    another camera) played no part in that, and gain from it too (68.7 -> 73.4 %)."""
+    another camera) played no part in that, and gain from it too (66.1 -> 72.6 %)."""
     from kemo.datasets import load_ckplus
 
     ck = load_ckplus(shared_data, kind="ckplus48")

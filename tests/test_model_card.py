@@ -61,3 +61,20 @@ def test_card_command_flags_soft_targets_it_cannot_spell(card):
              "targets": "0123456789abcdef"}
     command = card._command(state, Path("runs/soft"), {})
     assert "--teacher" in command and "0123456789ab" in command, command
+
+
+def test_card_command_spells_recorded_soft_targets(card):
+    """A run that records its FER+ and teacher options gets them back in the card's command."""
+    argv = ["train", "fer2013", "--data", "DATA", "--out", "runs/soft", "--ferplus", "0.2",
+            "--teacher", "fer2013_resnet10", "runs/v2/best.keras", "--teacher-weight", "0.4"]
+    args = build_parser().parse_args(argv)
+    state = {"epochs": args.epochs, "precision": "float32", "seed": 0,
+             "recipe": dataclasses.asdict(recipe_from_args(args)), "targets": "0123456789abcdef",
+             "soft_targets": {"ferplus": 0.2, "teachers": ["fer2013_resnet10",
+                                                           "runs/v2/best.keras"],
+                              "teacher_weight": 0.4}}
+    command = card._command(state, Path("runs/soft"), {})
+    again = _parsed(command)
+    assert "#" not in command, command
+    for key in ("ferplus", "teacher", "teacher_weight", "out"):
+        assert getattr(again, key) == getattr(args, key), (key, command)

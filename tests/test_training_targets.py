@@ -155,6 +155,8 @@ def test_quick_run_with_every_new_option(shared_data, tmp_path):
     assert model.dtype_policy.name == "float32"
     saved = json.loads((tmp_path / "state.json").read_text())
     assert saved["targets"] and saved["recipe"]["cutmix"] == 1.0, saved
+    assert saved["soft_targets"] == {"ferplus": 0.3, "teachers": ["fer2013_resnet10"],
+                                     "teacher_weight": 0.3}, "what the model card spells"
     assert 0 <= state["publictest"]["accuracy_flip"] <= 1
 
 
