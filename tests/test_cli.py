@@ -19,6 +19,7 @@ import pytest
 from kemo import cli
 from kemo.recognizer import VideoEmotionRecognizer
 from kemo.video import Video
+from kemo.weights import DEFAULT_WEIGHTS
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="mtcnn needs KERAS_BACKEND=tensorflow"
@@ -210,7 +211,7 @@ def test_features_command(videos, cache, tmp_path):
     with np.load(out) as data:
         assert data["aggregated"].shape == (2, 1024), "mean + variance of 512-d fc1"
         offsets = data["offsets"]
-        assert data["frame_fer2013_resnet10"].shape == (offsets[-1], 512), "frames stacked"
+        assert data[f"frame_{DEFAULT_WEIGHTS}"].shape == (offsets[-1], 512), "frames stacked"
         assert offsets[1] == 15, f"15 frames in {SHORT}: {offsets}"
         assert data["paths"].tolist() == [str(c) for c in clips], "paths kept"
 

@@ -20,6 +20,7 @@ from kemo.faces import FacePreprocessor
 from kemo.protocols import cross_validate
 from kemo.recognizer import FINETUNED_FILE, MANIFEST, VideoEmotionRecognizer, _face_classifier
 from kemo.training import _batchnorm_layers
+from kemo.weights import DEFAULT_WEIGHTS
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="mtcnn needs KERAS_BACKEND=tensorflow"
@@ -62,7 +63,7 @@ def tuned(faces, clips, prep):
 @pytest.fixture(scope="module")
 def shipped():
     """The shared face model as loaded (fine-tuning must leave it so)."""
-    return _face_classifier("fer2013_resnet10", True, FLIP_MARGIN, 256, None)
+    return _face_classifier(DEFAULT_WEIGHTS, True, FLIP_MARGIN, 256, None)
 
 
 def _weights(model):
@@ -77,7 +78,7 @@ def test_finetune_changes_a_copy_of_the_face_model(tuned, shipped):
     changed = [not np.array_equal(a, b) for a, b in
                zip(_weights(after), _weights(before), strict=True)]
     assert any(changed), "fine-tuning changed no weight of the face model"
-    reloaded = _face_classifier.__wrapped__("fer2013_resnet10", True, FLIP_MARGIN, 256)._model()
+    reloaded = _face_classifier.__wrapped__(DEFAULT_WEIGHTS, True, FLIP_MARGIN, 256)._model()
     assert all(np.array_equal(a, b) for a, b in
                zip(_weights(before), _weights(reloaded), strict=True)), (
         "the shared, cached face model must stay as shipped")
@@ -101,7 +102,7 @@ def test_batchnorm_adapt_follows_the_videos_faces(faces, clips, prep, shipped):
 def test_finetuned_features_and_predictions(tuned, faces, clips, prep):
     plain = VideoEmotionRecognizer(faces=prep, cv=2)
     ours, theirs = tuned.frame_features(faces[:1])[0], plain.frame_features(faces[:1])[0]
-    name = "fer2013_resnet10"
+    name = DEFAULT_WEIGHTS
     assert ours[name].shape == theirs[name].shape, "same feature width"
     assert not np.allclose(ours[name], theirs[name]), (
         "the SVM reads the fine-tuned model's features, not the shipped model's")

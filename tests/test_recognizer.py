@@ -35,6 +35,7 @@ from kemo.recognizer import (
 from kemo.svm import LinearSVMClassifier
 from kemo.timeline import DEFAULT_POOLING, pool
 from kemo.video import Video, read_frames
+from kemo.weights import DEFAULT_WEIGHTS
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="mtcnn needs KERAS_BACKEND=tensorflow"
@@ -181,7 +182,7 @@ def test_fit_accepts_paths(clips, prep):
 
 @pytest.mark.parametrize("calibration", ["sigmoid", "isotonic", "softmax"])
 def test_linear_export_matches_the_estimator(trained, faces, clips, calibration):
-    names = ("fer2013_resnet10",)
+    names = (DEFAULT_WEIGHTS,)
     feats = trained._frame_features(faces)
     X = Aggregator().fit_transform([[f[n] for f in feats] for n in names])
     svm = LinearSVMClassifier(calibration=calibration, cv=2, random_state=0).fit(X, clips[1])
@@ -252,7 +253,7 @@ def test_svm_calibration_folds_are_grouped(faces, clips, prep):
     rec = VideoEmotionRecognizer(faces=prep, calibration="sigmoid", cv=2)
     got = rec.fit(faces, y, groups=groups).predict_proba(faces)
     feats = rec.frame_features(faces)
-    X = Aggregator().fit_transform([[f["fer2013_resnet10"] for f in feats]])
+    X = Aggregator().fit_transform([[f[DEFAULT_WEIGHTS] for f in feats]])
     folds = list(GroupKFold(2).split(X, y, groups))
     want = LinearSVMClassifier(calibration="sigmoid", cv=folds, random_state=0).fit(X, y)
     np.testing.assert_allclose(got, want.predict_proba(X), atol=1e-9,
@@ -573,5 +574,5 @@ def test_frame_features(faces, bad_files):
     with pytest.warns(RuntimeWarning):
         feats = rec.frame_features([faces[0], bad_files[0]])
     assert feats[1] is None, "the failed video has no features"
-    assert feats[0]["fer2013_resnet10"].shape == (len(faces[0]), 512), "fc1 per frame"
+    assert feats[0][DEFAULT_WEIGHTS].shape == (len(faces[0]), 512), "fc1 per frame"
     assert isinstance(faces[0], VideoFaces), "fixture sanity"
