@@ -67,6 +67,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
 from sklearn.model_selection import GridSearchCV, GroupKFold  # noqa: E402
 from sklearn.utils.validation import check_is_fitted  # noqa: E402
 
+from kemo.weights import DEFAULT_WEIGHTS  # noqa: E402  (numpy only: --render-docs stays light)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
@@ -1215,9 +1217,6 @@ def render_markdown(text, results):
 
 
 #: The default model's card, relative to the checkout: it has generated blocks too (its speed).
-#: (kemo.weights holds numpy only: importing it here keeps --render-docs light.)
-from kemo.weights import DEFAULT_WEIGHTS  # noqa: E402
-
 CARD = Path("weights") / f"{DEFAULT_WEIGHTS}.md"
 
 

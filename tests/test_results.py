@@ -7,7 +7,7 @@ the command and date that measured them. Every table of docs/results.md between
 again and require the page to be exactly what the file gives, so a number edited by hand in the
 page (or a results file changed without regenerating the page) fails. The README's headline
 table is checked row by row where its first cell names a figure kept here (the face-model row
-against the default model's card, `weights/NAME.entry.json`).
+against the default model's card, its `kemo.weights` entry).
 
 The slow test runs ``reproduce.py --quick`` twice with the same seed into two empty caches and
 requires the same results (about 5 minutes on 2 loaded cores: ``pytest -m slow``).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from kemo.weights import DEFAULT_WEIGHTS
+from kemo import weights as registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -124,8 +124,7 @@ README_ROWS = {
 
 def _default_card():
     """The default face model's PublicTest accuracy, raw and on kemo's aligned crops."""
-    card = ROOT / "weights" / f"{DEFAULT_WEIGHTS}.entry.json"
-    metrics = json.loads(card.read_text())["metrics"]
+    metrics = registry.get(registry.DEFAULT_WEIGHTS).metrics
     return " ".join(f"{100 * metrics[key]:.2f}" for key in (
         "fer2013_publictest_accuracy", "fer2013_publictest_aligned_accuracy"))
 
