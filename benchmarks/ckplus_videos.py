@@ -13,8 +13,10 @@
    with leave-one-subject-out folds (:func:`kemo.protocols.cross_validate`, as ``kemo evaluate
    --protocol loso``): every clip is predicted by a model that never saw its subject. Faces
    are found once (face finding learns nothing, so sharing it leaks nothing). It is run twice:
-   with the face model as shipped, and fine-tuned in each fold on that fold's training faces
-   first (``finetune``, the paper's second step; ``--finetune-epochs``, ``--batchnorm``).
+   with the face model as shipped, with kemo's scores branch added (``scores=True``: a logistic
+   regression on each clip's pooled face-model probabilities, fused with the SVM), and
+   fine-tuned in each fold on that fold's training faces first (``finetune``, the paper's
+   second step; ``--finetune-epochs``, ``--batchnorm``).
 4. ``--ckplus48``: the same fitted recognisers on CK+48 instead (each labelled sequence's
    last 3 frames, already cropped to 48x48, as a 3-frame video: ``VideoFaces.from_faces``),
    with 10 folds of whole subjects (``kemo evaluate --protocol kfold:10``).
@@ -130,13 +132,13 @@ def poolings(paths, labels, every, cache):
     return header, table, bool(np.array_equal(default, applied))
 
 
-def fitted(paths, labels, subjects, every, cache, finetune=None):
-    """Leave-one-subject-out predictions of a fitted recogniser (``finetune``: its setting)."""
+def fitted(paths, labels, subjects, every, cache, params):
+    """Leave-one-subject-out predictions of a fitted recogniser (``params``: its settings)."""
     from kemo.evaluation import evaluate
     from kemo.protocols import cross_validate
     from kemo.recognizer import VideoEmotionRecognizer
 
-    rec = VideoEmotionRecognizer(finetune=finetune)
+    rec = VideoEmotionRecognizer(**params)
     prep = rec.face_preprocessor().set_params(detect_every=every, cache_dir=cache).fit()
     start = time.perf_counter()
     faces = prep.transform(list(paths))  # from the cache written by `kemo predict`
@@ -150,14 +152,20 @@ def fitted(paths, labels, subjects, every, cache, finetune=None):
     return report, seconds
 
 
-def finetuned(name, epochs, batchnorm, faces=("all",)):
-    """``{row name: finetune setting}``, a row per number of ``epochs`` and choice of
-    ``faces``; the name tells ``batchnorm`` and ``faces`` when they are not the default."""
+def settings(epochs, batchnorm, faces=("all",)):
+    """``{row name: recogniser parameters}`` of the fitted rows: as shipped, with the scores
+    branch, and fine-tuned, a row per number of ``epochs`` and choice of ``faces`` (the name
+    tells ``batchnorm`` and ``faces`` when they are not the default)."""
+    rows = {"ResNet-10 fc1 as shipped, mean + variance aggregation, linear SVM": {},
+            "the same and kemo's scores branch (`scores=True`: the face model's pooled "
+            "probabilities, logistic regression), fused 2:1": {"scores": True}}
+    name = "the same, face model fine-tuned in each fold"
     suffix = "" if batchnorm == "frozen" else f", BatchNorm {batchnorm}ed"
-    return {f"{name} ({n} epochs{suffix}"
-            + ("" if which == "all" else f", {which} half of the faces") + ")":
-            {"epochs": n, "batchnorm": batchnorm, "faces": which}
-            for which in faces for n in epochs}
+    rows.update({f"{name} ({n} epochs{suffix}"
+                 + ("" if which == "all" else f", {which} half of the faces") + ")":
+                 {"finetune": {"epochs": n, "batchnorm": batchnorm, "faces": which}}
+                 for which in faces for n in epochs})
+    return rows
 
 
 def unmeasured(old, new):
@@ -186,15 +194,11 @@ def ckplus48(data, finetune_epochs, batchnorm, record):
                 f"the {len(videos)} sequences scored once")
     print(f"CK+48: {len(videos)} sequences (last 3 frames each), {len(set(subjects))} subjects")
     rows, today = [], time.strftime("%Y-%m-%d", time.gmtime())
-    shipped = "ResNet-10 fc1 as shipped, mean + variance aggregation, linear SVM"
-    settings = {shipped: None}
-    settings.update(finetuned("the same, face model fine-tuned in each fold", finetune_epochs,
-                              batchnorm))
-    for name, finetune in settings.items():
+    for name, params in settings(finetune_epochs, batchnorm).items():
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            result = cross_validate(VideoEmotionRecognizer(finetune=finetune), videos, labels,
+            result = cross_validate(VideoEmotionRecognizer(**params), videos, labels,
                                     subjects, "kfold:10")
         report = evaluate(labels, result.classes[result.proba.argmax(axis=1)])
         seconds = time.perf_counter() - start
@@ -300,13 +304,11 @@ def clips(data, args):
             for cells in [header, ["---"] * len(header), *rows]:
                 print("| " + " | ".join(cells) + " |")
             tables["pooling"] = {"header": header, "rows": rows}
-        settings = {"ResNet-10 fc1 as shipped, mean + variance aggregation, linear SVM": None}
-        settings.update(finetuned("the same, face model fine-tuned in each fold",
-                                  args.finetune_epochs, args.batchnorm, args.finetune_faces))
+        rows = settings(args.finetune_epochs, args.batchnorm, args.finetune_faces)
         protocol = f"leave one subject out ({n_subjects} folds), kemo.protocols.cross_validate"
         fitted_rows = []
-        for name, finetune in settings.items():
-            report, seconds = fitted(paths, labels, ck.subjects, args.every, cache, finetune)
+        for name, params in rows.items():
+            report, seconds = fitted(paths, labels, ck.subjects, args.every, cache, params)
             fitted_rows.append([name, protocol, f"{100 * report.accuracy:.2f} % "
                                 f"({round(report.accuracy * n)}/{n})",
                                 f"{100 * report.mean_class_accuracy:.2f} %"])

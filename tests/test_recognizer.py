@@ -29,8 +29,10 @@ from kemo.recognizer import (
     MANIFEST,
     VideoAnalysis,
     VideoEmotionRecognizer,
+    _aligned,
     _face_classifier,
     _LinearModel,
+    _video_fps,
 )
 from kemo.svm import LinearSVMClassifier
 from kemo.timeline import DEFAULT_POOLING, pool
@@ -208,6 +210,38 @@ def test_lstm_branch_and_fusion(faces, clips, prep, tmp_path):
     assert np.allclose(proba.sum(axis=1), 1), f"fused rows sum to {proba.sum(axis=1)}"
     loaded = VideoEmotionRecognizer.load(rec.save(tmp_path / "model"))
     assert np.array_equal(loaded.predict_proba(faces), proba), "LSTM model round trip"
+
+
+def test_scores_branch(faces, clips, prep, tmp_path):
+    """The scores branch: a logistic regression on the log of each video's pooled face-model
+    probabilities, fused with the SVM at the paper's 0.5 / 0.25, saved and loaded."""
+    from sklearn.linear_model import LogisticRegression
+
+    rec = VideoEmotionRecognizer(faces=prep, cv=2, scores=True).fit(faces, clips[1])
+    names = [name for name, _, _ in rec.members_]
+    weights = np.array([w for _, _, w in rec.members_])
+    assert names == ["agg", "scores"], f"branches {names}"
+    assert np.allclose(weights / weights.sum(), [2 / 3, 1 / 3]), f"weights {weights}"
+    # its input, computed here from the face model and the pooling
+    clf = FaceEmotionClassifier(class_balance="auto")
+    pooled = np.array([pool(clf.predict_proba(f.faces).astype(np.float64), DEFAULT_POOLING,
+                            f.frame_indices / _video_fps(f.source)) for f in faces])
+    view = rec._views(faces)["scores"]
+    np.testing.assert_allclose(view, np.log(pooled + 1e-4), atol=1e-5,
+                               err_msg="the scores view is the log of the pooled probabilities")
+    here = LogisticRegression(max_iter=5000).fit(view, clips[1])
+    member = rec.members_[1][1]
+    np.testing.assert_allclose(member.predict_proba(view), here.predict_proba(view), atol=1e-9,
+                               err_msg="the branch is that logistic regression, exported")
+    proba = rec.predict_proba(faces)
+    agg = _aligned(rec.members_[0][1], rec._views(faces)["agg"], rec.classes_)
+    np.testing.assert_allclose(proba, (2 * agg + here.predict_proba(view)) / 3, atol=1e-6,
+                               err_msg="fused 2:1")
+    assert np.mean(rec.predict(faces) == clips[1]) == 1, "the training clips are learnt"
+    loaded = VideoEmotionRecognizer.load(rec.save(tmp_path / "model"))
+    assert loaded.scores is True, "the setting is saved"
+    np.testing.assert_allclose(loaded.predict_proba(faces), proba, atol=1e-12,
+                               err_msg="round trip")
 
 
 @pytest.mark.slow
@@ -538,6 +572,9 @@ def test_fit_skips_bad_videos(faces, clips, bad_files, prep):
         ({"lstm": {"units": 0}}, "lstm units must be an integer >= 1"),
         ({"faces": "mtcnn"}, "FacePreprocessor"),
         ({"flip_margin": 2}, "flip_margin must be a number in"),
+        ({"scores": {"C": 0}}, "scores C must be a number > 0"),
+        ({"scores": {"power": 2}}, "scores: unknown setting"),
+        ({"scores": "yes"}, "scores must be None, True or a dict"),
     ],
 )
 def test_bad_parameters(params, message, faces):

@@ -202,9 +202,14 @@ def build_parser():
     videos.add_argument("--lstm", action="store_true", help="add the LSTM branch")
     videos.add_argument("--lstm-epochs", type=_positive, metavar="N",
                         help="LSTM training epochs (default 30)")
+    videos.add_argument("--scores", action="store_true",
+                        help="add kemo's scores branch: a logistic regression on each video's "
+                        "pooled face-model probabilities (helps most with few training "
+                        "videos; default: off)")
     videos.add_argument("--fusion-weights", metavar="W",
-                        help="'search', or comma-separated weights of the branches (default: "
-                        "the paper's 0.5,0.25,0.25)")
+                        help="'search', or comma-separated weights of the branches in the "
+                        "order SVM, C3D, LSTM, scores (default: the paper's 0.5,0.25,0.25, "
+                        "and 0.25 for scores)")
     videos.add_argument("--finetune", action="store_true",
                         help="first fine-tune the face model on the training videos' faces, "
                         "each labelled with its video's label (the paper's second step; "

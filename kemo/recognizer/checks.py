@@ -10,6 +10,12 @@ from kemo.timeline import POOLINGS
 ERROR_MODES = ("raise", "skip")
 #: The paper's fusion weights of its three branches (normalised over the branches in use).
 PAPER_WEIGHTS = {"agg": 0.5, "c3d": 0.25, "lstm": 0.25}
+#: Default fusion weights: the paper's, and kemo's scores branch at the weight the paper gives
+#: each of its secondary branches.
+FUSION_WEIGHTS = {**PAPER_WEIGHTS, "scores": 0.25}
+#: Scores branch settings (``scores=True`` uses these; a dict overrides some of them): ``C`` of
+#: its logistic regression.
+SCORES_DEFAULTS = {"C": 1.0}
 #: C3D branch settings (``c3d=True`` uses these; a dict overrides some of them).
 C3D_DEFAULTS = {"weights": None, "size": 112, "stride": 8}
 #: LSTM branch settings (``lstm=True`` uses these; a dict overrides some of them).
@@ -31,7 +37,7 @@ def check_params(rec):
         rec: a :class:`kemo.recognizer.VideoEmotionRecognizer`.
 
     Returns:
-        ``(feature names, c3d config, lstm config)``.
+        ``(feature names, c3d config, lstm config, scores config)``.
 
     Raises:
         InputError: a parameter is bad (the message names it and the value received).
@@ -76,6 +82,11 @@ def check_params(rec):
     if lstm is not None:
         for key in ("frames", "units", "layers", "epochs", "batch_size"):
             _check_positive(f"lstm {key}", lstm[key], 1)
+    scores = _branch_config("scores", rec.scores, SCORES_DEFAULTS)
+    if scores is not None:
+        C = scores["C"]
+        if isinstance(C, bool) or not isinstance(C, (int, float, np.number)) or not C > 0:
+            raise InputError(f"scores C must be a number > 0, e.g. 1.0, got {C!r}")
     if finetune_config(rec.finetune) is not None and rec.weights not in names:
         raise InputError(f"finetune trains the face model {rec.weights!r}, which is not "
                          f"among features {list(names)}: it would change no feature; add "
@@ -86,7 +97,41 @@ def check_params(rec):
         if not isinstance(rec.faces, FacePreprocessor):
             raise InputError(f"faces must be a kemo.faces.FacePreprocessor or None, got "
                              f"{type(rec.faces).__name__}")
-    return tuple(names), c3d, lstm
+    return tuple(names), c3d, lstm, scores
+
+
+def check_class_counts(y, calibration, cv):
+    """Raise when ``y`` has a single class, or a class too small for the calibration."""
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise InputError(f"fit needs videos of at least 2 classes; got "
+                         f"{list(_names_of(classes))}")
+    short = calibration_shortfall(y, calibration, cv)
+    if short is not None:
+        name, count = short
+        raise InputError(f"class {name} has {count} video(s), but calibration "
+                         f"{calibration!r} fits cv={cv} folds: give each class "
+                         f"at least {cv} videos, lower cv (2 at least), or use "
+                         f"calibration='softmax' or 'auto'")
+
+
+def fusion_weights(value, names):
+    """The fusion weights to use for the branches ``names``, from ``fusion_weights=value``.
+
+    Returns:
+        a list (one weight per branch) or ``"search"``.
+    """
+    if value is None:
+        return [FUSION_WEIGHTS[name] for name in names]
+    if isinstance(value, str):
+        if value != "search":
+            raise InputError(f"fusion_weights must be None, a list or 'search', got {value!r}")
+        return "search"
+    weights = list(value)
+    if len(weights) != len(names):
+        raise InputError(f"fusion_weights has {len(weights)} values for the branches "
+                         f"{names}; give one per branch")
+    return weights
 
 
 def finetune_config(value):

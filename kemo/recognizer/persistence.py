@@ -27,11 +27,11 @@ FORMAT_VERSION = 1
 
 
 class _LinearModel:
-    """A fitted :class:`kemo.svm.LinearSVMClassifier` as plain arrays.
+    """A fitted :class:`kemo.svm.LinearSVMClassifier` or logistic regression as plain arrays.
 
     Gives the same probabilities as the estimator (the one-vs-rest scores of each calibration
     fold's SVM, its sigmoid or isotonic calibration, normalised and averaged over the folds, as
-    ``CalibratedClassifierCV`` computes them; or a softmax of one SVM's scores), and saves to
+    ``CalibratedClassifierCV`` computes them; or a softmax of one model's scores), and saves to
     an ``.npz`` file without pickling.
     """
 
@@ -42,8 +42,17 @@ class _LinearModel:
 
     @classmethod
     def from_estimator(cls, svm):
-        """Export a fitted LinearSVMClassifier."""
+        """Export a fitted LinearSVMClassifier, or a LogisticRegression (the scores branch)."""
+        from sklearn.linear_model import LogisticRegression
+
         classes = svm.classes_
+        if isinstance(svm, LogisticRegression):
+            coef, intercept = svm.coef_, svm.intercept_
+            if len(classes) == 2:  # its one score is the second class's: softmax of (0, score)
+                coef = np.vstack([np.zeros_like(coef), coef])
+                intercept = np.concatenate([[0.0], intercept])
+            fold = {"coef": coef, "intercept": intercept, "columns": np.arange(len(classes))}
+            return cls(classes, "softmax", [fold])
         method = svm.calibration_  # "auto" resolved to the method the fit used
         if method == "softmax":
             est = svm.estimator_
@@ -122,10 +131,10 @@ def save(rec, path):
     """
     from kemo import weights as registry
 
-    _, c3d, lstm = rec._config()
+    _, c3d, lstm, _ = rec._config()
     if rec.is_trained and rec._check_params() != rec._fitted_config:
         # the folder's parameters would describe another model than the trained one
-        raise InputError("features, c3d or lstm were changed after fit: set them back to "
+        raise InputError("features, c3d, lstm or scores were changed after fit: set them back to "
                          "the values of the fit, or fit again, before saving")
     path = check_save_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +232,7 @@ def load(cls, path):
     params = {"flip_margin": None, **params}
     try:
         rec = cls(**_params_from_json(params))
-        _, c3d, lstm = rec._check_params()
+        _, c3d, lstm, _ = rec._check_params()
         if manifest["trained"]:
             load_members(rec, path, manifest, c3d, lstm)
     except (KeyError, TypeError, ValueError) as exc:
