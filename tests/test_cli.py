@@ -235,7 +235,9 @@ def test_train_videos_then_evaluate_and_predict(videos, bad, cache, tmp_path, ca
     captured = capsys.readouterr()
     assert code == 1 and "1 of 7 videos failed" in captured.err, captured.err
     assert "trained on 6 videos of 2 classes (Happy, Surprise)" in captured.out, captured.out
-    assert VideoEmotionRecognizer.load(model).is_trained, "a loadable model folder"
+    loaded = VideoEmotionRecognizer.load(model)
+    assert loaded.is_trained, "a loadable model folder"
+    assert [name for name, _, _ in loaded.members_] == ["agg", "scores"], "scores by default"
 
     report = tmp_path / "report"
     code = cli.main(["evaluate", str(listing), "--model", str(model), "--out", str(report),
@@ -255,17 +257,17 @@ def test_train_videos_then_evaluate_and_predict(videos, bad, cache, tmp_path, ca
     assert "Angry" not in line, f"the trained model has only its 2 classes: {line}"
 
 
-def test_train_videos_scores_branch(videos, cache, tmp_path):
+def test_train_videos_without_scores_branch(videos, cache, tmp_path):
     listing = tmp_path / "clips.csv"
     lines = ["path,label,group", *(f"{videos / n},{label},{n[:4]}" for n, label in
                                    TRAIN.items())]
     listing.write_text("\n".join(lines) + "\n")
     model = tmp_path / "model"
     assert cli.main(["train", "videos", str(listing), "--out", str(model), "--cv", "2", "-q",
-                     "--cache", cache, "--scores"]) == 0
+                     "--cache", cache, "--no-scores"]) == 0
     rec = VideoEmotionRecognizer.load(model)
-    assert rec.scores is True, "the option reaches the recogniser and its folder"
-    assert [name for name, _, _ in rec.members_] == ["agg", "scores"], rec.members_
+    assert rec.scores is False, "the option reaches the recogniser and its folder"
+    assert [name for name, _, _ in rec.members_] == ["agg"], rec.members_
 
 
 def test_evaluate_pretrained_on_ckplus_folder(shared_data, cache, tmp_path, capsys):

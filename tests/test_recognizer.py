@@ -173,7 +173,8 @@ def test_fit_predict_on_real_clips(trained, faces, clips):
     assert proba.shape == (6, 2) and np.allclose(proba.sum(axis=1), 1), f"proba {proba}"
     accuracy = np.mean(trained.predict(faces) == clips[1])
     assert accuracy >= 5 / 6, f"training accuracy {accuracy} on 6 separable clips"
-    assert [name for name, _, _ in trained.members_] == ["agg"], "one branch by default"
+    assert [name for name, _, _ in trained.members_] == ["agg", "scores"], (
+        "the SVM and the scores branch by default")
 
 
 def test_fit_accepts_paths(clips, prep):
@@ -200,7 +201,8 @@ def test_linear_export_matches_the_estimator(trained, faces, clips, calibration)
 
 
 def test_lstm_branch_and_fusion(faces, clips, prep, tmp_path):
-    rec = VideoEmotionRecognizer(faces=prep, cv=2, lstm=TINY_LSTM).fit(faces, clips[1])
+    rec = VideoEmotionRecognizer(faces=prep, cv=2, lstm=TINY_LSTM, scores=False)
+    rec.fit(faces, clips[1])
     names = [name for name, _, _ in rec.members_]
     weights = [w for _, _, w in rec.members_]
     assert names == ["agg", "lstm"], f"branches {names}"
@@ -217,7 +219,7 @@ def test_scores_branch(faces, clips, prep, tmp_path):
     probabilities, fused with the SVM at the paper's 0.5 / 0.25, saved and loaded."""
     from sklearn.linear_model import LogisticRegression
 
-    rec = VideoEmotionRecognizer(faces=prep, cv=2, scores=True).fit(faces, clips[1])
+    rec = VideoEmotionRecognizer(faces=prep, cv=2).fit(faces, clips[1])  # scores: default
     names = [name for name, _, _ in rec.members_]
     weights = np.array([w for _, _, w in rec.members_])
     assert names == ["agg", "scores"], f"branches {names}"
@@ -240,6 +242,8 @@ def test_scores_branch(faces, clips, prep, tmp_path):
     assert np.mean(rec.predict(faces) == clips[1]) == 1, "the training clips are learnt"
     loaded = VideoEmotionRecognizer.load(rec.save(tmp_path / "model"))
     assert loaded.scores is True, "the setting is saved"
+    paper = VideoEmotionRecognizer(faces=prep, cv=2, scores=False).fit(faces, clips[1])
+    assert [name for name, _, _ in paper.members_] == ["agg"], "scores=False: the paper's SVM"
     np.testing.assert_allclose(loaded.predict_proba(faces), proba, atol=1e-12,
                                err_msg="round trip")
 
@@ -247,7 +251,7 @@ def test_scores_branch(faces, clips, prep, tmp_path):
 @pytest.mark.slow
 def test_fusion_weight_search_with_groups(faces, clips, prep):
     rec = VideoEmotionRecognizer(faces=prep, calibration="softmax", lstm=TINY_LSTM,
-                                 fusion_weights="search", fusion_cv=2)
+                                 fusion_weights="search", fusion_cv=2, scores=False)
     rec.fit(faces, clips[1], groups=clips[2])
     scores = rec.fusion_scores_
     assert set(scores["member_scores"]) == {"agg", "lstm"}, f"scores {scores}"
@@ -267,9 +271,9 @@ def test_fusion_weight_search_with_groups(faces, clips, prep):
 @pytest.mark.slow
 def test_c3d_branch_tiny(faces, clips, prep, tmp_path):
     rec = VideoEmotionRecognizer(faces=prep, cv=2, c3d={"size": 16}, lstm=TINY_LSTM,
-                                 fusion_weights=[0.5, 0.3, 0.2])
+                                 fusion_weights=[0.4, 0.3, 0.2, 0.1])
     rec.fit(faces, clips[1])
-    assert [n for n, _, _ in rec.members_] == ["agg", "c3d", "lstm"], "three branches"
+    assert [n for n, _, _ in rec.members_] == ["agg", "c3d", "lstm", "scores"], "four branches"
     proba = rec.predict_proba(faces)
     loaded = VideoEmotionRecognizer.load(rec.save(tmp_path / "model"))
     assert not (tmp_path / "model" / "c3d.weights.h5").exists(), (
@@ -284,7 +288,7 @@ def test_svm_calibration_folds_are_grouped(faces, clips, prep):
     as the training part makes the probabilities overconfident.
     """
     y, groups = clips[1], clips[2]
-    rec = VideoEmotionRecognizer(faces=prep, calibration="sigmoid", cv=2)
+    rec = VideoEmotionRecognizer(faces=prep, calibration="sigmoid", cv=2, scores=False)
     got = rec.fit(faces, y, groups=groups).predict_proba(faces)
     feats = rec.frame_features(faces)
     X = Aggregator().fit_transform([[f[DEFAULT_WEIGHTS] for f in feats]])
@@ -302,7 +306,7 @@ def test_parameters_set_after_fit_wait_for_the_next_fit(faces, clips, prep, tmp_
     rec = VideoEmotionRecognizer(faces=prep, cv=2, lstm=TINY_LSTM).fit(faces, clips[1])
     proba = rec.predict_proba(faces)
     main = rec.analyze(faces[0]).probabilities
-    rec.set_params(lstm=None, c3d={"size": 16})
+    rec.set_params(lstm=None, c3d={"size": 16}, scores=False)
     np.testing.assert_allclose(rec.predict_proba(faces), proba, atol=1e-9,
                                err_msg="the trained model predicts with its fitted branches")
     np.testing.assert_allclose(rec.analyze(faces[0]).probabilities, main, atol=1e-9,
@@ -477,6 +481,24 @@ def test_flip_margin_is_kept_and_old_folders_mirror_every_face(tmp_path):
     manifest["checksum"] = _checksum(manifest)
     (path / MANIFEST).write_text(json.dumps(manifest))
     assert VideoEmotionRecognizer.load(path).flip_margin is None, "an old folder"
+
+
+def test_folders_saved_before_the_scores_branch_load_without_it(faces, clips, prep, tmp_path):
+    """A trained folder saved before ``scores`` existed has no scores branch: it loads with
+    scores=None and predicts as saved."""
+    from kemo.recognizer.persistence import _checksum
+
+    rec = VideoEmotionRecognizer(faces=prep, cv=2, scores=None).fit(faces, clips[1])
+    path = rec.save(tmp_path / "old")
+    manifest = json.loads((path / MANIFEST).read_text())
+    del manifest["params"]["scores"], manifest["checksum"]
+    manifest["checksum"] = _checksum(manifest)
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    loaded = VideoEmotionRecognizer.load(path)
+    assert loaded.scores is None and [n for n, _, _ in loaded.members_] == ["agg"], "old folder"
+    np.testing.assert_allclose(loaded.predict_proba(faces), rec.predict_proba(faces),
+                               atol=1e-12, err_msg="an old folder predicts as saved")
+    loaded.save(tmp_path / "again")  # its parameters describe the trained model
 
 
 def test_tampered_or_missing_files_raise(trained, tmp_path):

@@ -186,8 +186,9 @@ def build_parser():
 
     videos = what.add_parser(
         "videos", help="train a video recogniser on labelled videos",
-        description="Fit a VideoEmotionRecognizer (aggregated frame features + linear SVM, and "
-        "optionally the C3D and LSTM branches with fusion) on labelled videos and save it to "
+        description="Fit a VideoEmotionRecognizer (aggregated frame features + linear SVM, fused "
+        "with the scores branch, and optionally the C3D and LSTM branches) on labelled videos "
+        "and save it to "
         "MODEL_DIR. " + _LIST_HELP)
     videos.add_argument("videos", metavar="LIST_OR_DIR", help="labelled videos (see above)")
     videos.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder")
@@ -202,10 +203,10 @@ def build_parser():
     videos.add_argument("--lstm", action="store_true", help="add the LSTM branch")
     videos.add_argument("--lstm-epochs", type=_positive, metavar="N",
                         help="LSTM training epochs (default 30)")
-    videos.add_argument("--scores", action="store_true",
-                        help="add kemo's scores branch: a logistic regression on each video's "
-                        "pooled face-model probabilities (helps most with few training "
-                        "videos; default: off)")
+    videos.add_argument("--no-scores", dest="scores", action="store_false",
+                        help="leave out kemo's scores branch (a logistic regression on each "
+                        "video's pooled face-model probabilities, fused with the SVM): the "
+                        "paper's pipeline")
     videos.add_argument("--fusion-weights", metavar="W",
                         help="'search', or comma-separated weights of the branches in the "
                         "order SVM, C3D, LSTM, scores (default: the paper's 0.5,0.25,0.25, "

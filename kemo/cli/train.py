@@ -99,7 +99,7 @@ def run_train_videos(args):
     rec = VideoEmotionRecognizer(C=args.C, calibration=args.calibration, cv=args.cv,
                                  c3d=True if args.c3d else None,
                                  lstm=lstm, finetune=finetune,
-                                 scores=True if args.scores else None,
+                                 scores=args.scores,
                                  fusion_weights=args.fusion_weights, random_state=args.seed,
                                  errors="skip", verbose=show_bars(args))
     rec.set_params(faces=face_options(rec.face_preprocessor(), args))

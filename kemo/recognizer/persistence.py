@@ -228,8 +228,9 @@ def load(cls, path):
             raise WeightsError(f"{path}: {MANIFEST} names a face model file {local!r} it "
                                f"does not list")
         params = _renamed_weights(params, local, str(path / local))
-    # folders saved before flip_margin existed mirrored every face: they still do
-    params = {"flip_margin": None, **params}
+    # folders saved before flip_margin (scores) existed mirrored every face (had no scores
+    # branch): they still do (have none)
+    params = {"flip_margin": None, "scores": None, **params}
     try:
         rec = cls(**_params_from_json(params))
         _, c3d, lstm, _ = rec._check_params()

@@ -60,11 +60,12 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
     network in ``features`` (e.g. ResNet-10 ``fc1`` 512-d, VGG-Face ``fc6`` after its ReLU,
     ``fc6_relu``, 4096-d: the paper's Caffe ``fc6`` blob), aggregated
     per video (signed square root, L2, mean and variance: :class:`kemo.Aggregator`), then a
-    one-vs-rest linear SVM with calibrated probabilities. With ``c3d`` and/or ``lstm``, those
-    branches are trained too and the class probabilities are fused (weights 0.5 / 0.25 / 0.25
-    as in the paper, given weights, or searched on cross-validated predictions). As in
-    scikit-learn, ``features``, ``c3d`` and ``lstm`` set after :meth:`fit` take effect at the
-    next fit: the trained model predicts with those it was fitted with.
+    one-vs-rest linear SVM with calibrated probabilities, fused with kemo's ``scores`` branch (a
+    logistic regression on the face model's pooled probabilities). With ``c3d`` and/or
+    ``lstm``, those branches are trained too (fusion weights 0.5 / 0.25 / 0.25 as in the paper,
+    0.25 for scores, given weights, or searched on cross-validated predictions). As in
+    scikit-learn, ``features``, ``c3d``, ``lstm`` and ``scores`` set after :meth:`fit` take
+    effect at the next fit: the trained model predicts with those it was fitted with.
 
     Inputs: every method taking videos accepts a list whose items are video paths, frame
     arrays ``(T, H, W[, C])``, or :class:`kemo.faces.VideoFaces` (faces already found, e.g.
@@ -96,15 +97,14 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             (``frames``: sequence length, frames sampled uniformly, zero-padded; ``units``,
             ``layers``, ``dropout``, ``epochs``, ``batch_size``, ``learning_rate``). It reads
             the L2-normalised frame features of the first network in ``features``.
-        scores: kemo's addition to the paper: None/False (default) for no scores branch; True
-            or a dict overriding :data:`SCORES_DEFAULTS` (``C``) for a branch that reads the
-            face model's own emotion probabilities of each video (its frame probabilities
-            pooled by ``pooling``, as the pretrained label; their log) with a multinomial
-            logistic regression. Seven numbers per video instead of the SVM's thousand: with
-            few training videos they carry what the face model learned from 28,709 FER2013
-            faces, which the SVM must learn again from the videos. On the 40 CK+ clips,
-            leave-one-subject-out, it lifts the recogniser from 70.0 to 77.5 %, and on CK+48
-            (10 subject folds) from 89.97 to 90.29 % (``benchmarks/ckplus_videos.py``).
+        scores: kemo's addition to the paper's branches: True (default) or a dict overriding
+            :data:`SCORES_DEFAULTS` (``C``) adds a branch that reads each video's pooled
+            face-model probabilities (as the pretrained label pools them; their log) with a
+            multinomial logistic regression: 7 numbers per video that carry what the face model
+            learned from FER2013, where the SVM must learn its thousand from the videos.
+            None/False: the paper's pipeline. Leave-one-subject-out on the 40 CK+ clips it
+            lifts the recogniser from 70.0 to 77.5 %, on CK+48 (10 subject folds) from 89.97
+            to 90.29 % (``benchmarks/ckplus_videos.py``).
         fusion_weights: with several branches: None (the paper's 0.5 / 0.25 / 0.25, and 0.25
             for scores, normalised), a list (one per branch, in the order aggregated SVM, C3D,
             LSTM, scores), or
@@ -185,7 +185,7 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
                  fusion_cv=5, flip=True, flip_margin=0.4, batch_size=256,
                  errors="raise", random_state=0,
                  verbose=False, pooling=DEFAULT_POOLING, finetune=None, class_balance="auto",
-                 scores=None):
+                 scores=True):
         self.weights = weights
         self.features = features
         self.faces = faces
@@ -375,10 +375,11 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         features = iter(self._frame_features(ok) if ok else [])
         return [None if f is None else next(features) for f in found]
 
-    def _views(self, found_list, known=None):
+    def _views(self, found_list, known=None, proba=None):
         """Each branch's input for a list of VideoFaces: ``{branch: array}``.
 
-        ``known``: frame features computed already (see :meth:`_frame_features`).
+        ``known``: frame features computed already (see :meth:`_frame_features`); ``proba``:
+        the face model's frame probabilities of each video, computed already.
         """
         from kemo.aggregation import Aggregator
         from kemo.temporal import to_sequences
@@ -394,16 +395,13 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             views["lstm"] = to_sequences([f[names[0]] for f in feats], lstm["frames"],
                                          normalize=None)
         if scores is not None:
-            views["scores"] = self._log_scores(found_list)
+            views["scores"] = self._log_scores(found_list, proba)
         return views
 
-    def _log_scores(self, found_list):
-        """The scores branch's input: the log of each video's pooled face-model probabilities.
-
-        The frame probabilities are those of the timeline (class balance and fine-tuning
-        included), pooled by ``pooling`` as the pretrained label is.
-        """
-        proba = _batched(self._classifier().predict_proba, [f.faces for f in found_list])
+    def _log_scores(self, found_list, proba=None):
+        """The scores branch's input: log of each video's pooled timeline probabilities."""
+        if proba is None:
+            proba = _batched(self._classifier().predict_proba, [f.faces for f in found_list])
         pooled = [self._pool(p, f.frame_indices, _video_fps(f.source))
                   for p, f in zip(proba, found_list, strict=True)]
         return np.log(np.asarray(pooled) + SCORES_FLOOR)
@@ -553,8 +551,8 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
 
-    def _trained_proba(self, found_list, known=None):
-        views = self._views(found_list, known)
+    def _trained_proba(self, found_list, known=None, proba=None):
+        views = self._views(found_list, known, proba)
         total = sum(w for _, _, w in self.members_)
         proba = sum(w * _aligned(model, views[name], self._classes)
                     for name, model, w in self.members_)
@@ -672,7 +670,8 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             frame_proba = classifier.predict_proba(found.faces)
         if self.is_trained:  # every track at once: full batches through the other networks
             known = None if own is None else {self.weights: [own[rows] for rows in groups]}
-            probas = self._trained_proba([found.subset(rows) for rows in groups], known)
+            probas = self._trained_proba([found.subset(rows) for rows in groups], known,
+                                         [frame_proba[rows] for rows in groups])
         fps = _video_fps(found.source)
         if not self.is_trained:
             probas = [self._pool(frame_proba[rows], found.frame_indices[rows], fps)
