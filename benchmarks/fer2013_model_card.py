@@ -188,6 +188,12 @@ def main(argv=None):
         "its learning rate was up to 4 % higher (the longer cosine decays more slowly).\n"
         for i, s in enumerate(stages) if s.get("note")
     )
+    teachers = sorted({t for s in stages for t in s.get("soft_targets", {}).get("teachers", [])})
+    if teachers:  # distillation: the teachers are part of what rebuilds the model
+        notes += ("\n`--teacher` names earlier kemo models, shipped in `weights/` and each "
+                  "rebuilt from its own card\n(" + ", ".join(f"`{t}`" for t in teachers)
+                  + "): the targets are the label and the teachers' mean probabilities,\n"
+                  "mixed by `--teacher-weight`. No model trained elsewhere is used.\n")
     history = "\n".join(
         f"| {stage + 1} | {h['epoch']} | {100 * h.get('accuracy', float('nan')):.2f} | "
         f"{100 * h.get('val_accuracy', float('nan')):.2f} |"

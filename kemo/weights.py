@@ -56,7 +56,7 @@ ENV_DIR = "KEMO_WEIGHTS"
 
 COLORS = ("rgb", "bgr", "gray")
 #: The face model everything uses unless told otherwise (classifier, recogniser, CLI).
-DEFAULT_WEIGHTS = "fer2013_resnet10_v3"
+DEFAULT_WEIGHTS = "fer2013_resnet10_v4"
 
 #: ITU-R BT.601 luma weights, used to turn RGB into gray.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
