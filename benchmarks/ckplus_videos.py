@@ -105,13 +105,13 @@ def poolings(paths, labels, every, cache):
         "onsets (first 3 frames, Neutral)": (lambda a: a.frame_indices < 3,
                                             np.full(len(labels), NEUTRAL)),
     }
-    rows = [("last 3 frames (reads the CK+ order; not offered)",
-             lambda p, t: p[-3:].mean(axis=0))]
-    rows = [(name, lambda p, t, name=name: pool(p, name, t)) for name in POOLINGS] + rows
+    methods = [(name, lambda p, t, name=name: pool(p, name, t)) for name in POOLINGS]
+    methods.append(("last 3 frames (reads the CK+ order; not offered)",
+                    lambda p, t: p[-3:].mean(axis=0)))
     header = ["pooling"] + [f"{cut} (7 classes / no Neutral)" for cut in list(cuts)[:2]] + [
         list(cuts)[2]]
     table = []
-    for name, method in rows:
+    for name, method in methods:
         cells = [f"`{name}`" + (" (default)" if name == DEFAULT_POOLING else "")]
         for cut, (keep, truth) in cuts.items():
             proba = []
@@ -306,10 +306,10 @@ def clips(data, args):
             for cells in [header, ["---"] * len(header), *rows]:
                 print("| " + " | ".join(cells) + " |")
             tables["pooling"] = {"header": header, "rows": rows}
-        rows = settings(args.finetune_epochs, args.batchnorm, args.finetune_faces)
+        configs = settings(args.finetune_epochs, args.batchnorm, args.finetune_faces)
         protocol = f"leave one subject out ({n_subjects} folds), kemo.protocols.cross_validate"
         fitted_rows = []
-        for name, params in rows.items():
+        for name, params in configs.items():
             report, seconds = fitted(paths, labels, ck.subjects, args.every, cache, params)
             fitted_rows.append([name, protocol, f"{100 * report.accuracy:.2f} % "
                                 f"({round(report.accuracy * n)}/{n})",

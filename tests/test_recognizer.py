@@ -214,7 +214,7 @@ def test_lstm_branch_and_fusion(faces, clips, prep, tmp_path):
     assert np.array_equal(loaded.predict_proba(faces), proba), "LSTM model round trip"
 
 
-def test_scores_branch(faces, clips, prep, tmp_path):
+def test_scores_branch(faces, clips, prep, tmp_path, monkeypatch):
     """The scores branch: a logistic regression on the log of each video's pooled face-model
     probabilities, fused with the SVM at the paper's 0.5 / 0.25, saved and loaded."""
     from sklearn.linear_model import LogisticRegression
@@ -235,7 +235,14 @@ def test_scores_branch(faces, clips, prep, tmp_path):
     member = rec.members_[1][1]
     np.testing.assert_allclose(member.predict_proba(view), here.predict_proba(view), atol=1e-9,
                                err_msg="the branch is that logistic regression, exported")
+    seen = []  # faces through the face network, counted on the real forward passes
+    run = FaceEmotionClassifier._run
+    monkeypatch.setattr(FaceEmotionClassifier, "_run",
+                        lambda self, x, *a: seen.append(len(x)) or run(self, x, *a))
     proba = rec.predict_proba(faces)
+    monkeypatch.undo()
+    assert sum(seen) == sum(len(f) for f in faces), (
+        f"one pass gives the fc1 features and the scores' probabilities: {seen} faces")
     agg = _aligned(rec.members_[0][1], rec._views(faces)["agg"], rec.classes_)
     np.testing.assert_allclose(proba, (2 * agg + here.predict_proba(view)) / 3, atol=1e-6,
                                err_msg="fused 2:1")
@@ -595,6 +602,7 @@ def test_fit_skips_bad_videos(faces, clips, bad_files, prep):
         ({"faces": "mtcnn"}, "FacePreprocessor"),
         ({"flip_margin": 2}, "flip_margin must be a number in"),
         ({"scores": {"C": 0}}, "scores C must be a number > 0"),
+        ({"scores": {"C": float("nan")}}, "scores C must be a number > 0.*got nan"),
         ({"scores": {"power": 2}}, "scores: unknown setting"),
         ({"scores": "yes"}, "scores must be None, True or a dict"),
     ],

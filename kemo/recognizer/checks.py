@@ -84,9 +84,7 @@ def check_params(rec):
             _check_positive(f"lstm {key}", lstm[key], 1)
     scores = _branch_config("scores", rec.scores, SCORES_DEFAULTS)
     if scores is not None:
-        C = scores["C"]
-        if isinstance(C, bool) or not isinstance(C, (int, float, np.number)) or not C > 0:
-            raise InputError(f"scores C must be a number > 0, e.g. 1.0, got {C!r}")
+        _check_number("scores C", scores["C"], 0, float("inf"), "1.0")
     if finetune_config(rec.finetune) is not None and rec.weights not in names:
         raise InputError(f"finetune trains the face model {rec.weights!r}, which is not "
                          f"among features {list(names)}: it would change no feature; add "
@@ -147,11 +145,7 @@ def finetune_config(value):
     _check_positive("finetune batch_size", config["batch_size"], 1)
     if config["faces_per_video"] is not None:
         _check_positive("finetune faces_per_video", config["faces_per_video"], 1)
-    rate = config["learning_rate"]
-    if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.number))
-            or not 0 < rate < 1):
-        raise InputError(f"finetune learning_rate must be a number in (0, 1), e.g. 1e-3, "
-                         f"got {rate!r}")
+    _check_number("finetune learning_rate", config["learning_rate"], 0, 1, "1e-3")
     if config["faces"] not in FINETUNE_FACES:
         raise InputError(f"finetune faces must be one of {FINETUNE_FACES}, got "
                          f"{config['faces']!r}")
@@ -196,6 +190,14 @@ def calibration_shortfall(y, calibration, cv):
 def _check_positive(what, value, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(what, value, low, high, example):
+    """``value`` must be a real number strictly between ``low`` and ``high``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+            or not low < value < high):
+        bounds = f"> {low}" if high == float("inf") else f"in ({low}, {high})"
+        raise InputError(f"{what} must be a number {bounds}, e.g. {example}, got {value!r}")
 
 
 def _branch_config(name, value, defaults):

@@ -86,11 +86,15 @@ def _batched(function, stacks):
     """``function`` of the face stacks laid end to end, split back per stack.
 
     One call for all stacks when they share a face shape (full batches); else one per stack.
+    A ``function`` that returns a tuple of arrays gives, per stack, the tuple of their parts.
     """
     if len({stack.shape[1:] for stack in stacks}) > 1:
         return [function(stack) for stack in stacks]
-    rows = function(np.concatenate(stacks))
-    return np.split(rows, np.cumsum([len(stack) for stack in stacks])[:-1])
+    out = function(np.concatenate(stacks))
+    cuts = np.cumsum([len(stack) for stack in stacks])[:-1]
+    if isinstance(out, tuple):
+        return list(zip(*(np.split(part, cuts) for part in out), strict=True))
+    return np.split(out, cuts)
 
 
 def _unit_range(x):

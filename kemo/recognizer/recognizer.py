@@ -376,16 +376,18 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         features = iter(self._frame_features(ok) if ok else [])
         return [None if f is None else next(features) for f in found]
 
-    def _views(self, found_list, known=None, proba=None):
+    def _views(self, found_list, known=None, frame_proba=None):
         """Each branch's input for a list of VideoFaces: ``{branch: array}``.
 
-        ``known``: frame features computed already (see :meth:`_frame_features`); ``proba``:
-        the face model's frame probabilities of each video, computed already.
+        ``known``: frame features computed already (see :meth:`_frame_features`);
+        ``frame_proba``: the face model's frame probabilities of each video, computed already.
         """
         from kemo.aggregation import Aggregator
         from kemo.temporal import to_sequences
 
         names, c3d, lstm, scores = self._config()
+        if scores is not None and frame_proba is None:
+            frame_proba, known = self._face_model_outputs(found_list, names, known)
         feats = self._frame_features(found_list, known)
         views = {"agg": Aggregator().fit_transform([[f[n] for f in feats] for n in names])}
         if c3d is not None:
@@ -395,17 +397,24 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             # padded to a fixed length for Views; the classifier L2-normalises the frames
             views["lstm"] = to_sequences([f[names[0]] for f in feats], lstm["frames"],
                                          normalize=None)
-        if scores is not None:
-            views["scores"] = self._log_scores(found_list, proba)
+        if scores is not None:  # log of each video's pooled timeline probabilities
+            pooled = [self._pool(p, f.frame_indices, _video_fps(f.source))
+                      for p, f in zip(frame_proba, found_list, strict=True)]
+            views["scores"] = np.log(np.asarray(pooled) + SCORES_FLOOR)
         return views
 
-    def _log_scores(self, found_list, proba=None):
-        """The scores branch's input: log of each video's pooled timeline probabilities."""
-        if proba is None:
-            proba = _batched(self._classifier().predict_proba, [f.faces for f in found_list])
-        pooled = [self._pool(p, f.frame_indices, _video_fps(f.source))
-                  for p, f in zip(proba, found_list, strict=True)]
-        return np.log(np.asarray(pooled) + SCORES_FLOOR)
+    def _face_model_outputs(self, found_list, names, known):
+        """``(frame probabilities, known)`` of each video: its timeline, the scores' input.
+
+        When the face model is also a feature network, one forward pass gives both its
+        probabilities and its features, which join ``known``.
+        """
+        stacks = [found.faces for found in found_list]
+        if self.weights not in names or (known is not None and self.weights in known):
+            return _batched(self._classifier().predict_proba, stacks), known
+        both = _batched(self._classifier().predict_proba_and_transform, stacks)
+        known = {**(known or {}), self.weights: [features for _, features in both]}
+        return [proba for proba, _ in both], known
 
     def _c3d_extractor(self, c3d, weights_file=None, seed=None):
         """The C3D branch's ``fc6`` extractor, built once.
@@ -552,8 +561,8 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
 
-    def _trained_proba(self, found_list, known=None, proba=None):
-        views = self._views(found_list, known, proba)
+    def _trained_proba(self, found_list, known=None, frame_proba=None):
+        views = self._views(found_list, known, frame_proba)
         total = sum(w for _, _, w in self.members_)
         proba = sum(w * _aligned(model, views[name], self._classes)
                     for name, model, w in self.members_)
@@ -654,42 +663,34 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
 
         if tracks not in ("main", "all"):
             raise InputError(f"tracks must be 'main' or 'all', got {tracks!r}")
-        classifier = self._classifier()
         score, scored = (None, None) if self.is_trained else self._scorer()
         found = self._find_faces([video], select="all", errors="raise", reduce=score)[0][0]
         groups = found.track_rows()
-        own = None
-        frame_proba = None if self.is_trained else np.concatenate(scored[0])  # of every face
         if tracks == "main":  # only the main face goes through the trained networks
-            main = groups[0]
-            found, groups = found.subset(main), [np.arange(len(main))]
-            frame_proba = None if frame_proba is None else frame_proba[main]
-        if self.is_trained and self.weights in self._config()[0]:
-            # one forward pass gives the timeline and the features of the trained branches
-            frame_proba, own = classifier.predict_proba_and_transform(found.faces)
-        elif self.is_trained:
-            frame_proba = classifier.predict_proba(found.faces)
-        if self.is_trained:  # every track at once: full batches through the other networks
-            known = None if own is None else {self.weights: [own[rows] for rows in groups]}
-            probas = self._trained_proba([found.subset(rows) for rows in groups], known,
-                                         [frame_proba[rows] for rows in groups])
+            groups = groups[:1]
+        faces = [found.subset(rows) for rows in groups]
         fps = _video_fps(found.source)
-        if not self.is_trained:
-            probas = [self._pool(frame_proba[rows], found.frame_indices[rows], fps)
-                      for rows in groups]
+        if self.is_trained:  # every track at once: one face-model pass, full batches
+            frame_proba, known = self._face_model_outputs(faces, self._config()[0], None)
+            probas = self._trained_proba(faces, known, frame_proba)
+        else:
+            every = np.concatenate(scored[0])  # of every face
+            frame_proba = [every[rows] for rows in groups]
+            probas = [self._pool(p, track.frame_indices, fps)
+                      for p, track in zip(frame_proba, faces, strict=True)]
         results = []
-        for rows, proba in zip(groups, probas, strict=True):
-            track_id = int(found.track_ids[rows[0]])
-            segments = find_segments(frame_proba[rows], found.frame_indices[rows], fps,
+        for track, track_proba, proba in zip(faces, frame_proba, probas, strict=True):
+            segments = find_segments(track_proba, track.frame_indices, fps,
                                      self.timeline_class_names)
-            results.append(TrackResult(track_id, found.frame_indices[rows], found.boxes[rows],
-                                       frame_proba[rows], proba,
+            results.append(TrackResult(int(track.track_ids[0]), track.frame_indices,
+                                       track.boxes, track_proba, proba,
                                        self.class_names_[int(np.argmax(proba))],
                                        tuple(segments)))
         main = results[0]
         return VideoAnalysis(source=found.source, class_names=tuple(self.class_names_),
                              probabilities=main.probabilities, label=main.label,
-                             frames_read=found.frames_read, faces_found=len(found),
+                             frames_read=found.frames_read,
+                             faces_found=sum(len(track) for track in faces),
                              tracks=tuple(results),
                              timeline_class_names=self.timeline_class_names, fps=fps)
 
