@@ -236,3 +236,7 @@ def test_fine_tuned_face_model_refuses_class_balance(tuned, faces):
     balanced = copy.copy(tuned).set_params(class_balance=0.5)
     with pytest.raises(InputError, match="fine-tuned .* set class_balance=0"):
         balanced.analyze(faces[0])
+    # refused before the face finding: a missing file would be named otherwise
+    for call in (balanced.analyze, lambda video: balanced.predict_proba([video])):
+        with pytest.raises(InputError, match="fine-tuned .* set class_balance=0"):
+            call("missing.mp4")

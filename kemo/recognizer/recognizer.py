@@ -406,8 +406,7 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
     def _face_model_outputs(self, found_list, names, known):
         """``(frame probabilities, known)`` of each video: its timeline, the scores' input.
 
-        When the face model is also a feature network, one forward pass gives both its
-        probabilities and its features, which join ``known``.
+        A face model among the feature networks gives both in one pass (features: to ``known``).
         """
         stacks = [found.faces for found in found_list]
         if self.weights not in names or (known is not None and self.weights in known):
@@ -584,7 +583,7 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         Raises:
             InputError, kemo.errors.VideoReadError, NoFaceError: with ``errors="raise"``.
         """
-        score, scored = (None, None) if self.is_trained else self._scorer()
+        score, scored = self._scorer()
         found, failures = self._find_faces(X, reduce=score)
         self.failures_ = report_failures(failures, len(found))
         out = np.full((len(found), len(self.classes_)), np.nan)
@@ -604,8 +603,12 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
             ``(score, scored)``: ``score(part, index)`` appends the face model's probabilities
             of a piece of video ``index`` to ``scored[index]`` (a list, in frame order) and
             returns the piece without its crops, so memory does not grow with the video.
+            ``(None, None)`` when trained: its branches read the crops. The face model is
+            loaded either way, so that a bad setting fails before the face finding.
         """
         classifier = self._classifier()
+        if self.is_trained:
+            return None, None
         scored = {}
 
         def score(part, index):
@@ -663,11 +666,9 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
 
         if tracks not in ("main", "all"):
             raise InputError(f"tracks must be 'main' or 'all', got {tracks!r}")
-        score, scored = (None, None) if self.is_trained else self._scorer()
+        score, scored = self._scorer()
         found = self._find_faces([video], select="all", errors="raise", reduce=score)[0][0]
-        groups = found.track_rows()
-        if tracks == "main":  # only the main face goes through the trained networks
-            groups = groups[:1]
+        groups = found.track_rows()[:1] if tracks == "main" else found.track_rows()
         faces = [found.subset(rows) for rows in groups]
         fps = _video_fps(found.source)
         if self.is_trained:  # every track at once: one face-model pass, full batches
@@ -690,8 +691,7 @@ class VideoEmotionRecognizer(ClassifierMixin, BaseEstimator):
         return VideoAnalysis(source=found.source, class_names=tuple(self.class_names_),
                              probabilities=main.probabilities, label=main.label,
                              frames_read=found.frames_read,
-                             faces_found=sum(len(track) for track in faces),
-                             tracks=tuple(results),
+                             faces_found=sum(len(track) for track in faces), tracks=tuple(results),
                              timeline_class_names=self.timeline_class_names, fps=fps)
 
     def stream(self, source, window=2.0, tracks="all", realtime=False, duration=None,
