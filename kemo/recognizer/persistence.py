@@ -41,26 +41,26 @@ class _LinearModel:
         self.folds = folds
 
     @classmethod
-    def from_estimator(cls, svm):
+    def from_estimator(cls, estimator):
         """Export a fitted LinearSVMClassifier, or a LogisticRegression (the scores branch)."""
         from sklearn.linear_model import LogisticRegression
 
-        classes = svm.classes_
-        if isinstance(svm, LogisticRegression):
-            coef, intercept = svm.coef_, svm.intercept_
+        classes = estimator.classes_
+        if isinstance(estimator, LogisticRegression):
+            coef, intercept = estimator.coef_, estimator.intercept_
             if len(classes) == 2:  # its one score is the second class's: softmax of (0, score)
                 coef = np.vstack([np.zeros_like(coef), coef])
                 intercept = np.concatenate([[0.0], intercept])
             fold = {"coef": coef, "intercept": intercept, "columns": np.arange(len(classes))}
             return cls(classes, "softmax", [fold])
-        method = svm.calibration_  # "auto" resolved to the method the fit used
+        method = estimator.calibration_  # "auto" resolved to the method the fit used
         if method == "softmax":
-            est = svm.estimator_
+            est = estimator.estimator_
             fold = {"coef": est.coef_, "intercept": est.intercept_,
                     "columns": np.arange(len(classes))}
             return cls(classes, "softmax", [fold])
         folds = []
-        for calibrated in svm.estimator_.calibrated_classifiers_:
+        for calibrated in estimator.estimator_.calibrated_classifiers_:
             est = calibrated.estimator
             fold = {"coef": est.coef_, "intercept": est.intercept_,
                     "columns": np.searchsorted(classes, est.classes_)}
