@@ -40,6 +40,19 @@ def _check_int(value, name, minimum):
     return int(value)
 
 
+
+def check_video_file(path):
+    """Raise :class:`VideoReadError` unless ``path`` is a file with some bytes in it.
+
+    Raises:
+        VideoReadError: the file is missing, not a file, or empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VideoReadError(f"video file {str(path)!r} does not exist or is not a file.")
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"video file {str(path)!r} is empty (0 bytes).")
+
 class Video:
     """A video file opened for streamed reading with OpenCV (FFmpeg backend).
 
@@ -77,10 +90,7 @@ class Video:
         if seek_threshold is not None:
             seek_threshold = _check_int(seek_threshold, "seek_threshold", 0)
         self.seek_threshold = seek_threshold
-        if not self.path.is_file():
-            raise VideoReadError(f"video file {str(self.path)!r} does not exist or is not a file.")
-        if self.path.stat().st_size == 0:
-            raise VideoReadError(f"video file {str(self.path)!r} is empty (0 bytes).")
+        check_video_file(self.path)
         self._open()
         ok, frame = self._cap.read()
         if not ok or frame is None:

@@ -228,9 +228,12 @@ def test_bad_videos(X, message):
         FacePreprocessor().fit().transform(X)
 
 
-def test_missing_video_file(tmp_path):
-    with pytest.raises(VideoReadError, match="does not exist"):
-        FacePreprocessor().fit().transform([tmp_path / "missing.avi"])
+@pytest.mark.parametrize("cached", [False, True])
+def test_missing_video_file(tmp_path, cached):
+    # with a cache the file is hashed first: the same error, not open()'s FileNotFoundError
+    prep = FacePreprocessor(cache_dir=tmp_path / "cache" if cached else None).fit()
+    with pytest.raises(VideoReadError, match="missing.avi' does not exist"):
+        prep.transform([tmp_path / "missing.avi"])
 
 
 @pytest.mark.slow

@@ -421,6 +421,9 @@ class FacePreprocessor(TransformerMixin, BaseEstimator):
             digest.update(f"array {video.shape} {video.dtype}".encode())
             digest.update(np.ascontiguousarray(video).data)
         else:
+            from kemo.video import check_video_file
+
+            check_video_file(video)  # the reader's error for a missing file, not open()'s
             with open(video, "rb") as file:
                 for chunk in iter(lambda: file.read(1 << 20), b""):
                     digest.update(chunk)
