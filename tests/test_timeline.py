@@ -17,6 +17,7 @@ from kemo.errors import InputError
 from kemo.face_classifier import AUTO_CLASS_BALANCE
 from kemo.plotting import plot_segments
 from kemo.recognizer import VideoEmotionRecognizer, _video_fps
+from kemo.recognizer.videos import _file_fps
 from kemo.timeline import (
     DEFAULT_POOLING,
     NEUTRAL,
@@ -216,6 +217,12 @@ def test_video_fps_comes_from_the_file(tmp_path):
     assert _video_fps(path) == pytest.approx(12), "the container's frame rate"
     assert _video_fps(None) == FPS, "an array: the default 30"
     assert _video_fps(tmp_path / "gone.avi") == FPS, "a file that is gone: the default"
+    # one frame more: another size, whatever the file system's clock resolution
+    write_video(path, np.zeros((4, 32, 32, 3), np.uint8), fps=24)
+    assert _video_fps(path) == pytest.approx(24), "a file rewritten since is read again"
+    opened = _file_fps.cache_info().misses
+    assert _video_fps(path) == pytest.approx(24) and _file_fps.cache_info().misses == opened, \
+        "an unchanged file is opened once"
 
 
 # ----------------------------------------------------------------------------- real clips

@@ -1,5 +1,6 @@
 """The videos a recogniser is given: the list checked, their faces found, failures collected."""
 
+import functools
 import os
 import warnings
 
@@ -127,16 +128,32 @@ def _name_of(video, index):
 def _video_fps(source):
     """Frame rate of a video file; 30 for an array, or a file that reports none or is gone.
 
-    Opening the file decodes its first frame only. A cached VideoFaces may outlive its file,
-    so a file that cannot be opened gives the default too.
+    Opening the file decodes its first frame only, once per file: a recogniser asks for the
+    rate of a video per track and per branch. A cached VideoFaces may outlive its file, so a
+    file that cannot be opened gives the default too.
     """
     from kemo.timeline import DEFAULT_FPS
-    from kemo.video import Video
 
     if source is None:
         return DEFAULT_FPS
     try:
-        with Video(source) as video:
+        stat = os.stat(source)
+    except OSError:
+        return DEFAULT_FPS
+    return _file_fps(os.path.abspath(source), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_fps(path, mtime_ns, size):
+    """:func:`_video_fps` of a file, opened once.
+
+    Its modification time and size are in the key, so a file rewritten since is opened again.
+    """
+    from kemo.timeline import DEFAULT_FPS
+    from kemo.video import Video
+
+    try:
+        with Video(path) as video:
             return video.fps or DEFAULT_FPS
     except (KemoError, OSError):
         return DEFAULT_FPS
