@@ -140,7 +140,10 @@ def _row(results, name, table, i):
 def _named(results, name, table, first_cell):
     """The row of a table whose first cell is ``first_cell``."""
     rows = results["benchmarks"][name]["tables"][table]["rows"]
-    return next(row for row in rows if row[0] == first_cell)
+    found = [row for row in rows if row[0] == first_cell]
+    assert found, (f"{name}.{table} has no row {first_cell!r}; its rows: "
+                   f"{[row[0] for row in rows]}")
+    return found[0]
 
 
 def readme_rows(text):
