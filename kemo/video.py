@@ -40,7 +40,6 @@ def _check_int(value, name, minimum):
     return int(value)
 
 
-
 def check_video_file(path):
     """Raise :class:`VideoReadError` unless ``path`` is a file with some bytes in it.
 
@@ -52,6 +51,7 @@ def check_video_file(path):
         raise VideoReadError(f"video file {str(path)!r} does not exist or is not a file.")
     if path.stat().st_size == 0:
         raise VideoReadError(f"video file {str(path)!r} is empty (0 bytes).")
+
 
 class Video:
     """A video file opened for streamed reading with OpenCV (FFmpeg backend).
