@@ -1,9 +1,10 @@
-"""Atomic file writes: a temporary file next to the target, renamed over it once complete.
+"""Files: atomic writes, and a file's stamp for in-memory caches.
 
-A reader sees either the old complete file or the new one, never half of one. A process
-killed while writing leaves only its temporary file, named
-``.{target name}.{pid}-{token}.tmp{suffix}``; :func:`remove_stale` deletes the ones whose
-writer is gone, so caches and run folders do not collect them.
+Atomic writes: a temporary file next to the target, renamed over it once complete. A reader
+sees either the old complete file or the new one, never half of one. A process killed while
+writing leaves only its temporary file, named ``.{target name}.{pid}-{token}.tmp{suffix}``;
+:func:`remove_stale` deletes the ones whose writer is gone, so caches and run folders do not
+collect them.
 """
 
 from __future__ import annotations
@@ -85,3 +86,16 @@ def _running(pid):
     except PermissionError:  # it exists, owned by someone else
         return True
     return True
+
+
+def file_stamp(path):
+    """A file's identity for a cache key: ``(resolved path, modification time in ns, size)``.
+
+    A file rewritten since gets another stamp, so what was cached from it is read again.
+
+    Raises:
+        OSError: the file cannot be examined (e.g. it is missing).
+    """
+    path = Path(path)
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size

@@ -67,14 +67,12 @@ def _frame_extractor(name, batch_size):
 
 
 def _file_stamp(weights):
-    """Identity of a model file (path, modification time, size), or None for a name."""
+    """Identity of a model file (:func:`kemo._files.file_stamp`), or None for a name."""
     from kemo import weights as registry
+    from kemo._files import file_stamp
 
     path = registry.model_file(weights)
-    if path is None:
-        return None
-    stat = path.stat()
-    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+    return None if path is None else file_stamp(path)
 
 
 def _is_face_classifier(info):

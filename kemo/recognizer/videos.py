@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from kemo._files import file_stamp
 from kemo.errors import InputError, KemoError, NoFaceError, one_line
 from kemo.recognizer.results import VideoFailure
 
@@ -137,18 +138,15 @@ def _video_fps(source):
     if source is None:
         return DEFAULT_FPS
     try:
-        stat = os.stat(source)
+        stamp = file_stamp(source)
     except OSError:
         return DEFAULT_FPS
-    return _file_fps(os.path.abspath(source), stat.st_mtime_ns, stat.st_size)
+    return _file_fps(*stamp)
 
 
 @functools.lru_cache(maxsize=256)
 def _file_fps(path, mtime_ns, size):
-    """:func:`_video_fps` of a file, opened once.
-
-    Its modification time and size are in the key, so a file rewritten since is opened again.
-    """
+    """:func:`_video_fps` of a file, opened once per stamp (a file rewritten since, again)."""
     from kemo.timeline import DEFAULT_FPS
     from kemo.video import Video
 
